@@ -1,0 +1,1 @@
+"""The OmniNode Bridge on Dagster."""

@@ -1,0 +1,1 @@
+"""The bridge-dagster command line."""

@@ -1,0 +1,1 @@
+"""SQLAlchemy tables and the Alembic migration chain (no Dagster)."""

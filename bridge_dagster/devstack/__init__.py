@@ -1,0 +1,1 @@
+"""Embedded development stack: PostgreSQL and a Kafka-protocol broker as child processes."""

@@ -1,0 +1,1 @@
+"""Event envelope v1, event types, topic names and stamp requests (no Dagster)."""

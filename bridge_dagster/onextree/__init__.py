@@ -1,0 +1,1 @@
+"""Project tree: build, index, query and file intelligence (no Dagster)."""

@@ -1,0 +1,1 @@
+"""The stamp_workflow job, its ops and the workflow state machine."""

@@ -1,0 +1,1 @@
+"""Landing and time-partitioned reducer assets, checks and schedules."""

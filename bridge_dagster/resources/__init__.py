@@ -1,0 +1,1 @@
+"""Dagster resources: Kafka, PostgreSQL, stamping and tree clients."""

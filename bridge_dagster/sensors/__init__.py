@@ -1,0 +1,1 @@
+"""Sensors: the stamp request sensor and the landing sensor."""

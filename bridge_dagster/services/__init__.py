@@ -1,0 +1,1 @@
+"""HTTP services speaking the MetadataStamping and OnexTree APIs (no Dagster)."""

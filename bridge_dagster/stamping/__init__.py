@@ -1,0 +1,1 @@
+"""Canonical BLAKE3 hashing, ONEX stamps and stamp validation (no Dagster)."""
