@@ -1,0 +1,276 @@
+"""Every environment variable the project reads, parsed and checked in one place.
+
+Start-up fails fast on a bad value, with a message that names the variable, what was
+wrong and how to fix it. The table in the README is generated from `VARIABLES`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
+
+from bridge_dagster.events.topics import DEFAULT_REQUEST_TOPIC, DEFAULT_WORKFLOW_TOPIC
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class ConfigError(ValueError):
+    """A configuration value that the project cannot start with."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("POSTGRES_HOST", None, "PostgreSQL host; unset: the dev stack starts an embedded one"),
+    Variable("POSTGRES_PORT", "5432", "PostgreSQL port"),
+    Variable("POSTGRES_DATABASE", "omninode_bridge", "database name"),
+    Variable("POSTGRES_USER", "postgres", "database user"),
+    Variable("POSTGRES_PASSWORD", None, "required with POSTGRES_HOST; never has a default"),
+    Variable("POSTGRES_SSL_MODE", "prefer", "libpq sslmode: " + ", ".join(SSL_MODES)),
+    Variable("POSTGRES_POOL_MIN_SIZE", "2", "connections kept open per process"),
+    Variable("POSTGRES_POOL_MAX_SIZE", "10", "most connections per process"),
+    Variable("POSTGRES_QUERY_TIMEOUT", "60", "statement timeout, seconds"),
+    Variable("POSTGRES_ACQUIRE_TIMEOUT", "15", "wait for a pooled connection, seconds"),
+    Variable("KAFKA_BOOTSTRAP_SERVERS", None,
+             "broker list host:port[,…]; unset: the dev stack starts an embedded broker"),
+    Variable("KAFKA_REQUEST_TOPIC", DEFAULT_REQUEST_TOPIC, "stamp requests are read from here"),
+    Variable("KAFKA_WORKFLOW_TOPIC", DEFAULT_WORKFLOW_TOPIC, "workflow events are published here"),
+    Variable("METADATA_STAMPING_SERVICE_URL", None,
+             "stamping service base URL; unset: the in-process engine"),
+    Variable("ONEXTREE_SERVICE_URL", None, "OnexTree service base URL; unset: in-process"),
+    Variable("DEFAULT_NAMESPACE", "omninode.bridge", "namespace of requests that name none"),
+    Variable("ORCHESTRATOR_CONCURRENCY", "10", "most stamp_workflow runs in progress at once"),
+    Variable("MAX_WORKFLOW_QUEUE_SIZE", "1000",
+             "the request sensor pauses while queued + running runs exceed this"),
+    Variable("MAX_REQUESTS_PER_RUN", "2000", "most requests one stamp_workflow run handles"),
+    Variable("AGGREGATION_BATCH_SIZE", "100", "events the landing job writes per statement"),
+    Variable("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS", "600000",
+             "a workflow in processing longer than this is failed by the sweeper"),
+    Variable("ORCHESTRATOR_STEP_TIMEOUT_MS", "120000", "timeout of one call to a service"),
+    Variable("BRIDGE_MAX_CONTENT_BYTES", str(100 * 1024 * 1024), "largest content stamped"),
+    Variable("BRIDGE_ALLOWED_ROOTS", None,
+             "os.pathsep-separated directories that file paths and tree roots must lie under;"
+             " unset: the current directory"),
+    Variable("API_KEY", None, "when set, the HTTP services require it in X-API-Key"),
+    Variable("EVENT_SIGNING_KEY", None, "when set, events carry an HMAC-SHA256 x-signature header"),
+    Variable("LOG_LEVEL", "info", ", ".join(LOG_LEVELS)),
+    Variable("ENVIRONMENT", "dev", "written into every event envelope"),
+)
+
+_DEFAULTS = {v.name: v.default for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    host: str | None
+    port: int
+    database: str
+    user: str
+    password: str | None
+    ssl_mode: str
+    pool_min_size: int
+    pool_max_size: int
+    query_timeout_s: int
+    acquire_timeout_s: int
+
+    def url(self) -> str:
+        """SQLAlchemy URL for the configured server (`postgresql+psycopg2://`, as 2.x wants)."""
+        if self.host is None:
+            raise ConfigError(
+                "POSTGRES_HOST is not set; set it, or run `bridge-dagster dev`, which starts an"
+                " embedded PostgreSQL and sets it for you"
+            )
+        auth = quote_plus(self.user) + (f":{quote_plus(self.password)}" if self.password else "")
+        query = f"?sslmode={self.ssl_mode}"
+        if self.host.startswith("/"):
+            return f"postgresql+psycopg2://{auth}@/{self.database}{query}&host={self.host}&port={self.port}"
+        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}{query}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    postgres: PostgresSettings
+    kafka_bootstrap_servers: str | None
+    request_topic: str
+    workflow_topic: str
+    stamping_service_url: str | None
+    onextree_service_url: str | None
+    default_namespace: str
+    orchestrator_concurrency: int
+    max_workflow_queue_size: int
+    max_requests_per_run: int
+    aggregation_batch_size: int
+    workflow_timeout_ms: int
+    step_timeout_ms: int
+    max_content_bytes: int
+    allowed_roots: tuple[Path, ...]
+    api_key: str | None
+    event_signing_key: str | None
+    log_level: str
+    environment: str
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every variable; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    get = _Reader(env)
+    return Settings(
+        postgres=PostgresSettings(
+            host=get.optional("POSTGRES_HOST"),
+            port=get.parsed("POSTGRES_PORT", _port, "is not a port number (1-65535)"),
+            database=get.text("POSTGRES_DATABASE"),
+            user=get.text("POSTGRES_USER"),
+            password=_password(env),
+            ssl_mode=get.choice("POSTGRES_SSL_MODE", SSL_MODES),
+            pool_min_size=get.positive("POSTGRES_POOL_MIN_SIZE"),
+            pool_max_size=get.positive("POSTGRES_POOL_MAX_SIZE"),
+            query_timeout_s=get.positive("POSTGRES_QUERY_TIMEOUT"),
+            acquire_timeout_s=get.positive("POSTGRES_ACQUIRE_TIMEOUT"),
+        ),
+        kafka_bootstrap_servers=get.parsed_optional(
+            "KAFKA_BOOTSTRAP_SERVERS", _bootstrap, "is not a host:port[,host:port…] list"
+        ),
+        request_topic=get.parsed("KAFKA_REQUEST_TOPIC", _topic, "is not a valid Kafka topic name"),
+        workflow_topic=get.parsed("KAFKA_WORKFLOW_TOPIC", _topic, "is not a valid Kafka topic name"),
+        stamping_service_url=get.parsed_optional(
+            "METADATA_STAMPING_SERVICE_URL", _http_url, "is not an http(s)://host[:port] URL"
+        ),
+        onextree_service_url=get.parsed_optional(
+            "ONEXTREE_SERVICE_URL", _http_url, "is not an http(s)://host[:port] URL"
+        ),
+        default_namespace=get.text("DEFAULT_NAMESPACE"),
+        orchestrator_concurrency=get.positive("ORCHESTRATOR_CONCURRENCY"),
+        max_workflow_queue_size=get.positive("MAX_WORKFLOW_QUEUE_SIZE"),
+        max_requests_per_run=get.positive("MAX_REQUESTS_PER_RUN"),
+        aggregation_batch_size=get.positive("AGGREGATION_BATCH_SIZE"),
+        workflow_timeout_ms=get.positive("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS"),
+        step_timeout_ms=get.positive("ORCHESTRATOR_STEP_TIMEOUT_MS"),
+        max_content_bytes=get.positive("BRIDGE_MAX_CONTENT_BYTES"),
+        allowed_roots=_allowed_roots(env.get("BRIDGE_ALLOWED_ROOTS")),
+        api_key=get.optional("API_KEY"),
+        event_signing_key=get.optional("EVENT_SIGNING_KEY"),
+        log_level=get.choice("LOG_LEVEL", LOG_LEVELS),
+        environment=get.text("ENVIRONMENT"),
+    )
+
+
+class _Reader:
+    """Reads one variable at a time, applying its documented default."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value if value else _DEFAULTS[name]
+
+    def text(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None or not value.strip():
+            raise ConfigError(f"{name} is empty; set it or unset it to use {_DEFAULTS[name]!r}")
+        return value
+
+    def parsed(self, name: str, parse: Callable[[str], Any], problem: str) -> Any:
+        value = self.text(name)
+        return _parse_or_explain(name, value, parse, problem)
+
+    def parsed_optional(self, name: str, parse: Callable[[str], Any], problem: str) -> Any:
+        value = self.optional(name)
+        return None if value is None else _parse_or_explain(name, value, parse, problem)
+
+    def positive(self, name: str) -> int:
+        return self.parsed(name, _positive_int, "is not a positive whole number")
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        return self.parsed(name, lambda v: _one_of(v.lower(), choices), f"is not one of {choices}")
+
+
+def _parse_or_explain(name: str, value: str, parse: Callable[[str], Any], problem: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError:
+        default = _DEFAULTS[name]
+        fix = f"unset it to use {default!r}" if default is not None else "unset it"
+        raise ConfigError(f"{name}={value!r} {problem}; set it in .env or {fix}") from None
+
+
+def _password(env: Mapping[str, str]) -> str | None:
+    value = env.get("POSTGRES_PASSWORD")
+    if value is not None and not value.strip():
+        raise ConfigError(
+            "POSTGRES_PASSWORD is set but empty; set a real password (for example"
+            " `openssl rand -base64 32`) or unset it when using the embedded PostgreSQL"
+        )
+    if env.get("POSTGRES_HOST") and value is None:
+        raise ConfigError(
+            "POSTGRES_PASSWORD is not set but POSTGRES_HOST is; set POSTGRES_PASSWORD in .env"
+            " (there is no default password)"
+        )
+    return value
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _one_of(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(value)
+    return value
+
+
+def _bootstrap(value: str) -> str:
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host:
+            raise ValueError(value)
+        _port(port)
+    return value
+
+
+def _topic(value: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or len(value) > 249 or not set(value) <= allowed or value in (".", ".."):
+        raise ValueError(value)
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(value)
+    _ = parts.port  # raises ValueError on a non-numeric port
+    return value.rstrip("/")
+
+
+def _allowed_roots(value: str | None) -> tuple[Path, ...]:
+    if not value:
+        return (Path.cwd().resolve(),)
+    roots = tuple(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p)
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(
+                f"BRIDGE_ALLOWED_ROOTS names {str(root)!r}, which is not a directory; fix the"
+                f" path or remove it (separate entries with {os.pathsep!r})"
+            )
+    return roots

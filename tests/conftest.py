@@ -1,0 +1,83 @@
+"""Session-wide real services: one PostgreSQL and one Kafka-protocol broker on free ports.
+
+Each test that asks for `pg_url` gets its own database, cloned from a migrated template, and
+each test that asks for `topics` gets topic names no other test uses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from bridge_dagster.db.migrate import upgrade
+from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
+from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
+from bridge_dagster.devstack.processes import free_port
+
+TEMPLATE_DB = "bridge_template"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresAddress]:
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("postgres"), free_port(), database=TEMPLATE_DB
+    )
+    address = server.start()
+    upgrade(address.url())
+    yield address
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"), free_port())
+    yield broker.start()
+    broker.stop()
+
+
+@pytest.fixture
+def pg_address(postgres: PostgresAddress) -> Iterator[PostgresAddress]:
+    """A fresh, migrated database for this test alone, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield PostgresAddress(postgres.host, postgres.port, postgres.user, postgres.password, name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_address: PostgresAddress) -> str:
+    return pg_address.url()
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str
+    workflow: str
+
+    @property
+    def requests_dlq(self) -> str:
+        return f"{self.requests}.dlq"
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    suffix = uuid.uuid4().hex[:10]
+    names = Topics(requests=f"test.requests.{suffix}", workflow=f"test.workflows.{suffix}")
+    ensure_topics(kafka_bootstrap, [names.requests, names.workflow, names.requests_dlq])
+    return names
+
+
+@pytest.fixture
+def project_root(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    return root
