@@ -1,0 +1,205 @@
+"""`bridge-dagster dev`: database, broker, migrations, Dagster, started and stopped in turn."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bridge_dagster.db.migrate import upgrade
+from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
+from bridge_dagster.devstack.postgres import EmbeddedPostgres
+from bridge_dagster.devstack.processes import StackError, require_free_port, spawn, stop, tail
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.settings import Settings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    data_dir: Path
+    ui_port: int
+    postgres_port: int
+    kafka_port: int
+
+
+def run_dev_stack(options: DevOptions, say: Callable[[str], None]) -> int:
+    """Start everything, wait for Ctrl-C (or a part dying), stop everything; return exit code."""
+    settings = load_settings()
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    with _single_instance(options.data_dir), ExitStack() as stack:
+        require_free_port(options.ui_port, "the Dagster UI", "--ui-port")
+        env = dict(os.environ)
+        env.update(_postgres_env(settings, options, stack, say))
+        env.update(_kafka_env(settings, options, stack, say))
+        _prepare(env, settings, say)
+        env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir))
+        env.update(_settings_env(settings))
+        dagster = _start_dagster(env, options, stack, say)
+        return _wait_for_stop(dagster, options, say)
+
+
+@contextmanager
+def _single_instance(data_dir: Path) -> Iterator[None]:
+    # flock is released by the kernel when the process dies, so no stale lock survives a crash.
+    lock_path = data_dir / "dev.lock"
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            pid = lock.read().strip() or "?"
+            raise StackError(
+                f"bridge-dagster dev is already running for {data_dir} (pid {pid}); use that"
+                " one, or stop it with Ctrl-C in its terminal before starting another"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
+
+
+def _postgres_env(
+    settings: Settings, options: DevOptions, stack: ExitStack, say: Callable[[str], None]
+) -> dict[str, str]:
+    if settings.postgres.host is not None:
+        say(f"PostgreSQL: using {settings.postgres.host}:{settings.postgres.port} (POSTGRES_HOST)")
+        return {}
+    require_free_port(options.postgres_port, "the embedded PostgreSQL", "--postgres-port")
+    server = EmbeddedPostgres(
+        options.data_dir / "postgres", options.postgres_port, settings.postgres.database
+    )
+    started = time.monotonic()
+    address = server.start()
+    stack.callback(_announce_stop(say, "PostgreSQL", server.stop))
+    say(
+        f"PostgreSQL: embedded on 127.0.0.1:{address.port}, data in {server.pgdata}"
+        f" ({time.monotonic() - started:.1f} s)"
+    )
+    return address.env()
+
+
+def _kafka_env(
+    settings: Settings, options: DevOptions, stack: ExitStack, say: Callable[[str], None]
+) -> dict[str, str]:
+    if settings.kafka_bootstrap_servers is not None:
+        say(f"Kafka: using {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
+        return {}
+    require_free_port(options.kafka_port, "the embedded Kafka broker", "--kafka-port")
+    broker = EmbeddedKafka(options.data_dir / "kafka", options.kafka_port)
+    started = time.monotonic()
+    bootstrap = broker.start()
+    stack.callback(_announce_stop(say, "Kafka broker", broker.stop))
+    say(
+        f"Kafka: embedded broker on {bootstrap}, data in {broker.data_dir}"
+        f" ({time.monotonic() - started:.1f} s)"
+    )
+    return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+
+
+def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]) -> None:
+    effective = load_settings(env)
+    upgrade(effective.postgres.url())
+    say("Database: migrated to head")
+    topics = [settings.request_topic, settings.workflow_topic, dlq_topic(settings.request_topic)]
+    created = ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics)
+    say(f"Topics: {len(created)} created, {len(topics) - len(created)} already there")
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    # dagster.yaml reads these through {env: …}; pin them so its values match the settings.
+    return {"ORCHESTRATOR_CONCURRENCY": str(settings.orchestrator_concurrency)}
+
+
+def _dagster_home(data_dir: Path) -> Path:
+    home = data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def _start_dagster(
+    env: dict[str, str], options: DevOptions, stack: ExitStack, say: Callable[[str], None]
+) -> subprocess.Popen[bytes]:
+    log_path = options.data_dir / "dagster.log"
+    started = time.monotonic()
+    process = spawn(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(options.ui_port),
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
+        log_path=log_path,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
+    # dagster dev stops its webserver, daemon and code server on SIGINT.
+    stack.callback(_announce_stop(say, "Dagster", lambda: stop(process, signal.SIGINT, 30)))
+    _wait_for_ui(process, options.ui_port, log_path)
+    say(
+        f"Dagster: UI at http://127.0.0.1:{options.ui_port} ({time.monotonic() - started:.1f} s);"
+        f" log in {log_path}"
+    )
+    return process
+
+
+def _wait_for_ui(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StackError(
+                f"dagster dev exited with code {process.returncode}:\n{tail(log_path)}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise StackError(f"the Dagster UI did not answer within 120 s:\n{tail(log_path)}")
+
+
+def _wait_for_stop(
+    dagster: subprocess.Popen[bytes], options: DevOptions, say: Callable[[str], None]
+) -> int:
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    say("Ready. Press Ctrl-C to stop everything.")
+    while not stopping.wait(0.5):
+        if dagster.poll() is not None:
+            say(
+                f"Dagster exited unexpectedly (code {dagster.returncode}); stopping the rest."
+                f" Log: {options.data_dir / 'dagster.log'}"
+            )
+            return 1
+    say("Stopping…")
+    return 0
+
+
+def _announce_stop(
+    say: Callable[[str], None], what: str, action: Callable[[], None]
+) -> Callable[[], None]:
+    def run() -> None:
+        action()
+        say(f"{what}: stopped")
+
+    return run

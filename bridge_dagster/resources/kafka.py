@@ -1,0 +1,139 @@
+"""Kafka as a Dagster resource: producers, offset reads and watermarks for one broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import PrivateAttr
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer in time; sensors turn this into a skip reason."""
+
+
+class TopicMissing(RuntimeError):
+    """The topic does not exist on the broker."""
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """Clients are made on first use and closed when the run or tick ends."""
+
+    bootstrap_servers: str
+    request_topic: str
+    workflow_topic: str
+    signing_key: str | None = None
+    timeout_s: float = 10.0
+
+    _producer: Producer | None = PrivateAttr(default=None)
+
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap_servers,
+                    # Idempotence keeps a retried send from writing an event twice.
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "batch.num.messages": 10000,
+                    "compression.type": "lz4",
+                    "queue.buffering.max.messages": 500000,
+                }
+            )
+        return self._producer
+
+    def flush(self) -> None:
+        """Wait for every queued message; raise if any could not be delivered."""
+        if self._producer is None:
+            return
+        remaining = self._producer.flush(self.timeout_s * 3)
+        if remaining:
+            raise BrokerUnavailable(
+                f"{remaining} messages were not delivered to {self.bootstrap_servers} within"
+                f" {self.timeout_s * 3:.0f} s; check KAFKA_BOOTSTRAP_SERVERS and the broker"
+            )
+
+    @contextmanager
+    def consumer(self) -> Iterator[Consumer]:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                # Offsets live in the sensor cursor, never in a consumer group.
+                "group.id": "bridge-dagster-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "socket.timeout.ms": int(self.timeout_s * 1000),
+            }
+        )
+        try:
+            yield consumer
+        finally:
+            consumer.close()
+
+    def partitions(self, consumer: Consumer, topic: str) -> list[int]:
+        try:
+            metadata = consumer.list_topics(topic, timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"broker {self.bootstrap_servers} did not answer: {exc}"
+            ) from exc
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise TopicMissing(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
+        return sorted(info.partitions)
+
+    def watermarks(self, consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+        """Low and high watermark per partition."""
+        marks = {}
+        for partition in self.partitions(consumer, topic):
+            try:
+                marks[partition] = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=self.timeout_s
+                )
+            except KafkaException as exc:
+                raise BrokerUnavailable(
+                    f"broker {self.bootstrap_servers} did not report offsets: {exc}"
+                ) from exc
+        return marks
+
+    def read_range(
+        self, consumer: Consumer, topic: str, partition: int, start: int, end: int
+    ) -> list[Message]:
+        """Messages with offsets in [start, end), in order."""
+        if end <= start:
+            return []
+        consumer.assign([TopicPartition(topic, partition, start)])
+        messages: list[Message] = []
+        while True:
+            batch = consumer.consume(min(end - start, 5000), timeout=self.timeout_s)
+            if not batch:
+                raise BrokerUnavailable(
+                    f"no messages from {topic}[{partition}] at offset"
+                    f" {messages[-1].offset() + 1 if messages else start} within"
+                    f" {self.timeout_s:.0f} s although the range ends at {end}"
+                )
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        # The end of the log: offsets past it (transaction markers, or a
+                        # topic that was cut short) hold nothing to wait for.
+                        consumer.unassign()
+                        return messages
+                    raise KafkaException(error)
+                if message.offset() >= end:
+                    consumer.unassign()
+                    return messages
+                messages.append(message)
+            if messages and messages[-1].offset() >= end - 1:
+                consumer.unassign()
+                return messages
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._producer is not None:
+            self._producer.flush(self.timeout_s)
+            self._producer = None
