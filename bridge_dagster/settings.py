@@ -41,26 +41,41 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("POSTGRES_POOL_MAX_SIZE", "10", "most connections per process"),
     Variable("POSTGRES_QUERY_TIMEOUT", "60", "statement timeout, seconds"),
     Variable("POSTGRES_ACQUIRE_TIMEOUT", "15", "wait for a pooled connection, seconds"),
-    Variable("KAFKA_BOOTSTRAP_SERVERS", None,
-             "broker list host:port[,…]; unset: the dev stack starts an embedded broker"),
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        None,
+        "broker list host:port[,…]; unset: the dev stack starts an embedded broker",
+    ),
     Variable("KAFKA_REQUEST_TOPIC", DEFAULT_REQUEST_TOPIC, "stamp requests are read from here"),
     Variable("KAFKA_WORKFLOW_TOPIC", DEFAULT_WORKFLOW_TOPIC, "workflow events are published here"),
-    Variable("METADATA_STAMPING_SERVICE_URL", None,
-             "stamping service base URL; unset: the in-process engine"),
+    Variable(
+        "METADATA_STAMPING_SERVICE_URL",
+        None,
+        "stamping service base URL; unset: the in-process engine",
+    ),
     Variable("ONEXTREE_SERVICE_URL", None, "OnexTree service base URL; unset: in-process"),
     Variable("DEFAULT_NAMESPACE", "omninode.bridge", "namespace of requests that name none"),
     Variable("ORCHESTRATOR_CONCURRENCY", "10", "most stamp_workflow runs in progress at once"),
-    Variable("MAX_WORKFLOW_QUEUE_SIZE", "1000",
-             "the request sensor pauses while queued + running runs exceed this"),
+    Variable(
+        "MAX_WORKFLOW_QUEUE_SIZE",
+        "1000",
+        "the request sensor pauses while queued + running runs exceed this",
+    ),
     Variable("MAX_REQUESTS_PER_RUN", "2000", "most requests one stamp_workflow run handles"),
     Variable("AGGREGATION_BATCH_SIZE", "100", "events the landing job writes per statement"),
-    Variable("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS", "600000",
-             "a workflow in processing longer than this is failed by the sweeper"),
+    Variable(
+        "ORCHESTRATOR_WORKFLOW_TIMEOUT_MS",
+        "600000",
+        "a workflow in processing longer than this is failed by the sweeper",
+    ),
     Variable("ORCHESTRATOR_STEP_TIMEOUT_MS", "120000", "timeout of one call to a service"),
     Variable("BRIDGE_MAX_CONTENT_BYTES", str(100 * 1024 * 1024), "largest content stamped"),
-    Variable("BRIDGE_ALLOWED_ROOTS", None,
-             "os.pathsep-separated directories that file paths and tree roots must lie under;"
-             " unset: the current directory"),
+    Variable(
+        "BRIDGE_ALLOWED_ROOTS",
+        None,
+        "os.pathsep-separated directories that file paths and tree roots must lie under;"
+        " unset: the current directory",
+    ),
     Variable("API_KEY", None, "when set, the HTTP services require it in X-API-Key"),
     Variable("EVENT_SIGNING_KEY", None, "when set, events carry an HMAC-SHA256 x-signature header"),
     Variable("LOG_LEVEL", "info", ", ".join(LOG_LEVELS)),
@@ -141,7 +156,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "KAFKA_BOOTSTRAP_SERVERS", _bootstrap, "is not a host:port[,host:port…] list"
         ),
         request_topic=get.parsed("KAFKA_REQUEST_TOPIC", _topic, "is not a valid Kafka topic name"),
-        workflow_topic=get.parsed("KAFKA_WORKFLOW_TOPIC", _topic, "is not a valid Kafka topic name"),
+        workflow_topic=get.parsed(
+            "KAFKA_WORKFLOW_TOPIC", _topic, "is not a valid Kafka topic name"
+        ),
         stamping_service_url=get.parsed_optional(
             "METADATA_STAMPING_SERVICE_URL", _http_url, "is not an http(s)://host[:port] URL"
         ),

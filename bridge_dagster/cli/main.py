@@ -33,21 +33,42 @@ def main() -> None:
     """
 
 
-@main.command(epilog="""\b
+@main.command(
+    epilog="""\b
 Examples:
   bridge-dagster dev
   bridge-dagster dev --ui-port 3001 --data-dir /tmp/bridge
   POSTGRES_HOST=db.internal POSTGRES_PASSWORD=… bridge-dagster dev   (no embedded PostgreSQL)
-""")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path(".data"), show_default=True,
-              help="Where the embedded PostgreSQL, broker and Dagster keep their data.")
-@click.option("--ui-port", type=click.IntRange(1, 65535), default=3000, show_default=True,
-              help="Port of the Dagster UI on 127.0.0.1.")
-@click.option("--postgres-port", type=click.IntRange(1, 65535), default=5436,
-              show_default=True, help="Port of the embedded PostgreSQL (unless POSTGRES_HOST).")
-@click.option("--kafka-port", type=click.IntRange(1, 65535), default=29092, show_default=True,
-              help="Port of the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS).")
+"""
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".data"),
+    show_default=True,
+    help="Where the embedded PostgreSQL, broker and Dagster keep their data.",
+)
+@click.option(
+    "--ui-port",
+    type=click.IntRange(1, 65535),
+    default=3000,
+    show_default=True,
+    help="Port of the Dagster UI on 127.0.0.1.",
+)
+@click.option(
+    "--postgres-port",
+    type=click.IntRange(1, 65535),
+    default=5436,
+    show_default=True,
+    help="Port of the embedded PostgreSQL (unless POSTGRES_HOST).",
+)
+@click.option(
+    "--kafka-port",
+    type=click.IntRange(1, 65535),
+    default=29092,
+    show_default=True,
+    help="Port of the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS).",
+)
 def dev(data_dir: Path, ui_port: int, postgres_port: int, kafka_port: int) -> None:
     """Start PostgreSQL, a Kafka broker, the migrations and Dagster; Ctrl-C stops them all.
 
@@ -62,8 +83,9 @@ def dev(data_dir: Path, ui_port: int, postgres_port: int, kafka_port: int) -> No
 
 
 @main.command()
-@click.option("--revision", default="head", show_default=True,
-              help="Alembic revision to upgrade to.")
+@click.option(
+    "--revision", default="head", show_default=True, help="Alembic revision to upgrade to."
+)
 def migrate(revision: str) -> None:
     """Upgrade the database named by the POSTGRES_* variables to the newest schema."""
     from bridge_dagster.db.migrate import upgrade

