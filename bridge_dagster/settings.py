@@ -83,6 +83,7 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
+_BAD_TOPIC = "is not a valid Kafka topic name (letters, digits, . _ -; at most 249)"
 
 
 @dataclass(frozen=True)
