@@ -1,0 +1,94 @@
+"""Configuration: defaults, and errors that name the variable and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge_dagster.settings import VARIABLES, ConfigError, load_settings
+
+
+def test_defaults_apply_when_nothing_is_set() -> None:
+    settings = load_settings({})
+    assert settings.postgres.port == 5432
+    assert settings.workflow_topic == "dev.omninode_bridge.onex.workflows.v1"
+    assert settings.request_topic == "dev.omninode_bridge.onex.cmd.stamp-workflow-requested.v1"
+    assert settings.default_namespace == "omninode.bridge"
+    assert settings.postgres.password is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POSTGRES_PORT", "abc"),
+        ("POSTGRES_PORT", "70000"),
+        ("LOG_LEVEL", "loud"),
+        ("METADATA_STAMPING_SERVICE_URL", "ftp://stamping"),
+        ("ONEXTREE_SERVICE_URL", "http://tree:notaport"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "broker-without-port"),
+        ("ORCHESTRATOR_CONCURRENCY", "0"),
+        ("KAFKA_WORKFLOW_TOPIC", "bad topic"),
+        ("POSTGRES_SSL_MODE", "sometimes"),
+    ],
+)
+def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_an_empty_password_is_refused() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_PASSWORD is set but empty"):
+        load_settings({"POSTGRES_PASSWORD": ""})
+
+
+def test_an_external_database_needs_a_password() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_PASSWORD is not set"):
+        load_settings({"POSTGRES_HOST": "db.internal"})
+
+
+def test_a_port_error_says_how_to_fix_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"POSTGRES_PORT": "abc"})
+    assert "POSTGRES_PORT='abc' is not a port number" in str(caught.value)
+    assert "unset it to use '5432'" in str(caught.value)
+
+
+def test_allowed_roots_split_on_the_path_separator(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    settings = load_settings({"BRIDGE_ALLOWED_ROOTS": f"{first}:{second}"})
+    assert settings.allowed_roots == (first.resolve(), second.resolve())
+
+
+def test_an_allowed_root_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_ALLOWED_ROOTS"):
+        load_settings({"BRIDGE_ALLOWED_ROOTS": str(tmp_path / "missing")})
+
+
+def test_the_url_escapes_the_password() -> None:
+    settings = load_settings(
+        {"POSTGRES_HOST": "db", "POSTGRES_PASSWORD": "p@ss/word", "POSTGRES_PORT": "6543"}
+    )
+    assert settings.postgres.url() == (
+        "postgresql+psycopg2://postgres:p%40ss%2Fword@db:6543/omninode_bridge?sslmode=prefer"
+    )
+
+
+class _RecordingEnv(dict[str, str]):
+    """An environment that remembers which variables were looked up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_every_documented_variable_is_read() -> None:
+    env = _RecordingEnv()
+    load_settings(env)
+    assert {v.name for v in VARIABLES} <= env.read
