@@ -8,6 +8,7 @@ from bridge_dagster.onextree.builder import (
 )
 from bridge_dagster.onextree.engine import TreeEngine
 from bridge_dagster.onextree.errors import (
+    InvalidPath,
     InvalidQuery,
     NotADirectory,
     NotAFile,
@@ -41,6 +42,7 @@ __all__ = [
     "QUERY_TYPES",
     "ContextAnalysis",
     "Intelligence",
+    "InvalidPath",
     "InvalidQuery",
     "NotADirectory",
     "NotAFile",

@@ -11,6 +11,10 @@ class RootNotAllowed(TreeError):
     """The path lies outside every allowed root."""
 
 
+class InvalidPath(TreeError):
+    """The path cannot be a filesystem path at all (for example it holds a NUL byte)."""
+
+
 class RootNotFound(TreeError):
     """The path does not exist."""
 

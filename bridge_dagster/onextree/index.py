@@ -40,7 +40,7 @@ class TreeIndex:
 
     def relative_path(self, path: str) -> str:
         """`path` relative to the tree root when it is absolute and inside it; else normalized."""
-        if os.path.isabs(path):
+        if os.path.isabs(path) and "\0" not in path:
             real = os.path.realpath(path)
             if real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep):
                 return normalize_path(os.path.relpath(real, self.root).replace(os.sep, "/"))

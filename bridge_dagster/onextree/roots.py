@@ -6,7 +6,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bridge_dagster.onextree.errors import NotADirectory, NotAFile, RootNotAllowed, RootNotFound
+from bridge_dagster.onextree.errors import (
+    InvalidPath,
+    NotADirectory,
+    NotAFile,
+    RootNotAllowed,
+    RootNotFound,
+)
 
 ALLOWED_ROOTS_HINT = (
     "set BRIDGE_ALLOWED_ROOTS to an os.pathsep-separated list of directories "
@@ -62,7 +68,10 @@ def _locate(path: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> tupl
             f"no allowed roots are configured, so {str(path)!r} is refused; {ALLOWED_ROOTS_HINT}"
         )
     # Resolving first means a symlink inside an allowed root cannot point the check elsewhere.
-    resolved = Path(path).resolve()
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, ValueError) as exc:
+        raise InvalidPath(f"{str(path)!r} is not a usable path ({exc}); pass a plain path") from exc
     for root in roots:
         if resolved.is_relative_to(root):
             return resolved, root

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge_dagster.onextree import (
+    InvalidPath,
     NotADirectory,
     NotAFile,
     RootNotAllowed,
@@ -130,3 +131,8 @@ def test_the_project_root_of_a_file_is_the_nearest_directory_with_a_marker(
 def test_without_a_marker_the_project_root_is_the_allowed_root(allowed: Path) -> None:
     found = find_project_root(allowed / "project" / "src" / "main.py", [allowed])
     assert found == allowed.resolve()
+
+
+def test_a_path_with_a_nul_byte_is_refused_as_invalid(allowed: Path) -> None:
+    with pytest.raises(InvalidPath):
+        resolve_allowed_root(f"{allowed}/bad\0name", [allowed])
