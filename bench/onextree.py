@@ -14,7 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bridge_dagster.onextree import TreeIndex, build_tree, query_tree
+from bridge_dagster.onextree import (
+    ProjectTree,
+    TreeIndex,
+    build_tree,
+    query_tree,
+    read_onextree,
+    write_onextree,
+)
 
 FILE_COUNT = 10_000
 FILES_PER_DIRECTORY = 25
@@ -77,6 +84,20 @@ def time_queries(index: TreeIndex, repeats: int) -> dict[str, float]:
     return medians
 
 
+def time_yaml_round_trip(tree: ProjectTree, directory: Path) -> dict[str, float]:
+    target = directory / "bench.onextree"
+    start = time.perf_counter()
+    write_onextree(tree, target)
+    written = time.perf_counter()
+    read_onextree(target)
+    read = time.perf_counter()
+    return {
+        "yaml_write_10k_ms": round((written - start) * 1000, 1),
+        "yaml_read_10k_ms": round((read - written) * 1000, 1),
+        "yaml_bytes": target.stat().st_size,
+    }
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -88,7 +109,10 @@ def main() -> int:
     quick = parser.parse_args().quick
     build_repeats, lookup_samples, query_repeats = (5, 20_000, 20) if quick else (15, 200_000, 100)
 
-    with tempfile.TemporaryDirectory(prefix="onextree-bench-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="onextree-bench-") as directory,
+        tempfile.TemporaryDirectory(prefix="onextree-bench-out-") as output,
+    ):
         root = Path(directory)
         paths = make_tree(root)
         builds = time_builds(root, build_repeats)
@@ -104,6 +128,7 @@ def main() -> int:
             "lookup_p50_us": round(percentile(lookups, 0.50), 3),
             "lookup_p99_us": round(percentile(lookups, 0.99), 3),
             **time_queries(index, query_repeats),
+            **time_yaml_round_trip(index.tree, Path(output)),
             "files": FILE_COUNT,
             "build_repeats": build_repeats,
             "lookup_samples": lookup_samples,
