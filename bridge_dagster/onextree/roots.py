@@ -25,7 +25,7 @@ PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "package.json", "Cargo.
 
 def resolve_allowed_root(root: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> Path:
     """The real path of `root` if it is an existing directory under an allowed root."""
-    resolved = _resolve_inside(root, allowed_roots)
+    resolved, _ = _locate(root, allowed_roots)
     if not resolved.exists():
         raise RootNotFound(f"project root {str(root)!r} does not exist; pass an existing directory")
     if not resolved.is_dir():
@@ -37,7 +37,7 @@ def resolve_allowed_root(root: str | os.PathLike[str], allowed_roots: Sequence[P
 
 def resolve_allowed_file(path: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> Path:
     """The real path of `path` (symlinks followed) if it is a regular file under an allowed root."""
-    resolved = _resolve_inside(path, allowed_roots)
+    resolved, _ = _locate(path, allowed_roots)
     if not resolved.exists():
         raise RootNotFound(f"file {str(path)!r} does not exist; pass an existing file")
     if not resolved.is_file():
@@ -54,10 +54,6 @@ def find_project_root(file_path: str | os.PathLike[str], allowed_roots: Sequence
         if any((directory / marker).exists() for marker in PROJECT_MARKERS):
             return directory
     return boundary
-
-
-def _resolve_inside(path: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> Path:
-    return _locate(path, allowed_roots)[0]
 
 
 def _locate(path: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> tuple[Path, Path]:
