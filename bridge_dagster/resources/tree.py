@@ -160,6 +160,6 @@ class _HttpBackend:
 def _describe(response: httpx.Response) -> str:
     try:
         message = response.json().get("message", "")
-    except ValueError:
+    except (ValueError, AttributeError):  # not JSON, or JSON without the envelope
         message = response.text[:200]
     return f"{response.request.url} answered {response.status_code}: {message}"
