@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
+from bridge_dagster.events.requests import is_valid_namespace
 from bridge_dagster.events.topics import DEFAULT_REQUEST_TOPIC, DEFAULT_WORKFLOW_TOPIC
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -61,7 +62,9 @@ VARIABLES: tuple[Variable, ...] = (
         "1000",
         "the request sensor pauses while queued + running runs exceed this",
     ),
-    Variable("MAX_REQUESTS_PER_RUN", "2000", "most requests one stamp_workflow run handles"),
+    Variable("MAX_REQUESTS_PER_RUN", "2000",
+             "most requests one stamp_workflow run handles; 1 gives a run per workflow"),
+    Variable("REQUEST_SENSOR_INTERVAL_S", "5", "seconds between request sensor ticks"),
     Variable("AGGREGATION_BATCH_SIZE", "100", "events the landing job writes per statement"),
     Variable(
         "ORCHESTRATOR_WORKFLOW_TIMEOUT_MS",
@@ -125,6 +128,7 @@ class Settings:
     orchestrator_concurrency: int
     max_workflow_queue_size: int
     max_requests_per_run: int
+    request_sensor_interval_s: int
     aggregation_batch_size: int
     workflow_timeout_ms: int
     step_timeout_ms: int
@@ -166,10 +170,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         onextree_service_url=get.parsed_optional(
             "ONEXTREE_SERVICE_URL", _http_url, "is not an http(s)://host[:port] URL"
         ),
-        default_namespace=get.text("DEFAULT_NAMESPACE"),
+        default_namespace=get.parsed(
+            "DEFAULT_NAMESPACE", _namespace, "is not a namespace (1-255 of A-Z a-z 0-9 . _ -)"
+        ),
         orchestrator_concurrency=get.positive("ORCHESTRATOR_CONCURRENCY"),
         max_workflow_queue_size=get.positive("MAX_WORKFLOW_QUEUE_SIZE"),
         max_requests_per_run=get.positive("MAX_REQUESTS_PER_RUN"),
+        request_sensor_interval_s=get.positive("REQUEST_SENSOR_INTERVAL_S"),
         aggregation_batch_size=get.positive("AGGREGATION_BATCH_SIZE"),
         workflow_timeout_ms=get.positive("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS"),
         step_timeout_ms=get.positive("ORCHESTRATOR_STEP_TIMEOUT_MS"),
@@ -263,6 +270,12 @@ def _bootstrap(value: str) -> str:
         if not sep or not host:
             raise ValueError(value)
         _port(port)
+    return value
+
+
+def _namespace(value: str) -> str:
+    if not is_valid_namespace(value):
+        raise ValueError(value)
     return value
 
 

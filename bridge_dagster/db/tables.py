@@ -105,3 +105,16 @@ workflow_events = Table(
     Index("ix_workflow_events_event_timestamp", "event_timestamp"),
     Index("ix_workflow_events_correlation", "correlation_id"),
 )
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    # "<topic>/<partition>/<offset>" for Kafka messages, "inline/<run>/<index>" for Launchpad.
+    Column("source", String(512), nullable=False, unique=True),
+    Column("workflow_id", UUID(as_uuid=True)),
+    Column("code", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("dlq_topic", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

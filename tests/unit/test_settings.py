@@ -30,6 +30,8 @@ def test_defaults_apply_when_nothing_is_set() -> None:
         ("ORCHESTRATOR_CONCURRENCY", "0"),
         ("KAFKA_WORKFLOW_TOPIC", "bad topic"),
         ("POSTGRES_SSL_MODE", "sometimes"),
+        ("DEFAULT_NAMESPACE", "has spaces"),
+        ("REQUEST_SENSOR_INTERVAL_S", "soon"),
     ],
 )
 def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> None:
