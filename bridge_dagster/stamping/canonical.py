@@ -64,6 +64,7 @@ _TRAILING_SPACE_REVERSED = re.compile(
     rb"|\x9f\x81\xe2|\x80\x80\xe3)*"
 )
 _LONGEST_SPACE_SEQUENCE = 3
+_HASH_UPDATE_BYTES = 256 * 1024
 
 
 def canonical_hash(content: str | bytes) -> str:
@@ -120,13 +121,49 @@ def hash_unstamped(data: bytes) -> str:
     start = _LEADING_SPACE.match(data).end()
     end = _end_without_trailing_space(data, start)
     view = memoryview(data)
-    hasher = blake3()
+    hasher = _GatheringHasher()
     position = start
     for run in _NEWLINE_RUN.finditer(data, start, end):
         hasher.update(view[position : run.start() + 2])
         position = run.end()
     hasher.update(view[position:end])
     return hasher.hexdigest()
+
+
+class _GatheringHasher:
+    """blake3 that gathers small pieces into large updates.
+
+    blake3 runs its SIMD lanes over many 1 KiB chunks only when given them in one call;
+    the pieces between newline runs are a few KB each, and feeding them one by one hashes
+    ~5x slower. Large pieces go straight through, uncopied.
+    """
+
+    def __init__(self) -> None:
+        self._hasher = blake3()
+        self._pending: list[memoryview] = []
+        self._pending_bytes = 0
+
+    def update(self, piece: memoryview) -> None:
+        if len(piece) >= _HASH_UPDATE_BYTES:
+            self._flush()
+            self._hasher.update(piece)
+            return
+        self._pending.append(piece)
+        self._pending_bytes += len(piece)
+        if self._pending_bytes >= _HASH_UPDATE_BYTES:
+            self._flush()
+
+    def hexdigest(self) -> str:
+        self._flush()
+        return self._hasher.hexdigest()
+
+    def _flush(self) -> None:
+        if len(self._pending) == 1:
+            self._hasher.update(self._pending[0])
+        elif self._pending:
+            self._hasher.update(b"".join(self._pending))
+        self._pending.clear()
+        self._pending_bytes = 0
 
 
 def _remove_lightweight_stamps(text: AnyStr, marker: AnyStr, newline: AnyStr) -> AnyStr:
