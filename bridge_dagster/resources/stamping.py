@@ -1,0 +1,239 @@
+"""Dagster resource for stamping: the in-process engine or the MetadataStamping service."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any, Protocol
+
+import dagster as dg
+import httpx
+from pydantic import Field, PrivateAttr
+
+from bridge_dagster.stamping import (
+    InvalidContent,
+    StampingError,
+    StampResult,
+    StampType,
+    canonical_hash,
+    stamp_content,
+)
+
+BACKOFF_BASE_S = 0.2
+_STAMPING_PREFIX = "/api/v1/metadata-stamping"
+
+
+class StampingServiceRejected(StampingError):
+    """The service answered 4xx: the request itself is wrong, so it is not retried."""
+
+
+class StampingServiceUnavailable(RuntimeError):
+    """The service kept failing (connection errors or 5xx) until the retries ran out."""
+
+
+class _Backend(Protocol):
+    def stamp(
+        self,
+        content: str | bytes,
+        *,
+        stamp_type: StampType,
+        file_path: str | None,
+        content_type: str,
+        stamp_id: uuid.UUID | None,
+        now: datetime | None,
+    ) -> StampResult: ...
+
+    def hash(self, content: str | bytes) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class StampingResource(dg.ConfigurableResource):
+    """Stamps content for workflows, in process or through the MetadataStamping service.
+
+    Both backends return the same `StampResult`; rejected content raises a `StampingError`
+    (a ValueError) either way.
+    """
+
+    service_url: str | None = Field(
+        default=None,
+        description="MetadataStamping service base URL (METADATA_STAMPING_SERVICE_URL); "
+        "unset stamps in process.",
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP attempt.")
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries after connection errors and 5xx answers."
+    )
+    api_key: str | None = Field(default=None, description="X-API-Key for the service.")
+
+    _backend: _Backend | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.service_url:
+            self._backend = _HttpBackend(
+                self.service_url, self.timeout_s, self.max_retries, self.api_key
+            )
+        else:
+            self._backend = _EngineBackend()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+    def stamp(
+        self,
+        content: str | bytes,
+        *,
+        stamp_type: StampType = "lightweight",
+        file_path: str | None = None,
+        content_type: str = "text/plain",
+        stamp_id: uuid.UUID | None = None,
+        now: datetime | None = None,
+    ) -> StampResult:
+        """Stamp `content`, replacing stamps it carries; see `stamping.stamp_content`."""
+        return self._ready().stamp(
+            content,
+            stamp_type=stamp_type,
+            file_path=file_path,
+            content_type=content_type,
+            stamp_id=stamp_id,
+            now=now,
+        )
+
+    def hash(self, content: str | bytes) -> str:
+        """The canonical hash of `content`: the hash a stamp of it carries."""
+        return self._ready().hash(content)
+
+    def _ready(self) -> _Backend:
+        if self._backend is None:
+            raise RuntimeError(
+                "StampingResource is not set up; use it inside a run or dg.build_resources"
+            )
+        return self._backend
+
+
+class _EngineBackend:
+    def stamp(
+        self,
+        content: str | bytes,
+        *,
+        stamp_type: StampType,
+        file_path: str | None,
+        content_type: str,
+        stamp_id: uuid.UUID | None,
+        now: datetime | None,
+    ) -> StampResult:
+        return stamp_content(
+            content,
+            stamp_type=stamp_type,
+            file_path=file_path,
+            content_type=content_type,
+            stamp_id=stamp_id,
+            now=now,
+        )
+
+    def hash(self, content: str | bytes) -> str:
+        return canonical_hash(content)
+
+    def close(self) -> None:
+        """Nothing to release: the engine holds no connections."""
+
+
+class _HttpBackend:
+    def __init__(
+        self, service_url: str, timeout_s: float, max_retries: int, api_key: str | None
+    ) -> None:
+        self.max_retries = max_retries
+        self.client = httpx.Client(
+            base_url=service_url.rstrip("/") + _STAMPING_PREFIX,
+            timeout=timeout_s,
+            headers={"X-API-Key": api_key} if api_key else {},
+        )
+
+    def stamp(
+        self,
+        content: str | bytes,
+        *,
+        stamp_type: StampType,
+        file_path: str | None,
+        content_type: str,
+        stamp_id: uuid.UUID | None,
+        now: datetime | None,
+    ) -> StampResult:
+        options: dict[str, Any] = {"stamp_type": stamp_type}
+        if stamp_id is not None:
+            options["stamp_id"] = str(stamp_id)
+        if now is not None:
+            options["created_at"] = now.isoformat()
+        body = {
+            "content": _text(content),
+            "file_path": file_path,
+            "content_type": content_type,
+            "options": options,
+        }
+        data = self._post("/stamp", body)
+        text = data["stamped_content"]
+        return StampResult(
+            stamp_id=uuid.UUID(data["stamp_id"]),
+            file_hash=data["file_hash"],
+            stamp=data["stamp"],
+            stamp_type=data["stamp_type"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            file_size=data["file_size"],
+            content_parts=None if text is None else (text,),
+        )
+
+    def hash(self, content: str | bytes) -> str:
+        # POST /hash hashes raw bytes; the canonical hash is what /validate reports.
+        return self._post("/validate", {"content": _text(content)})["current_hash"]
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST with retries on connection errors and 5xx; a 4xx is final.
+
+        Stamping stores nothing on the service, so repeating a request is safe.
+        """
+        failure: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(BACKOFF_BASE_S * 2 ** (attempt - 1))
+            try:
+                response = self.client.post(path, json=body)
+            except httpx.TransportError as exc:
+                failure = exc
+                continue
+            if response.status_code >= 500:
+                failure = StampingServiceUnavailable(_describe(response))
+                continue
+            if response.status_code >= 400:
+                raise StampingServiceRejected(_describe(response))
+            return response.json()["data"]
+        raise StampingServiceUnavailable(
+            f"stamping service at {self.client.base_url}{path} failed after "
+            f"{self.max_retries + 1} attempts ({type(failure).__name__}: {failure}); start it "
+            "(bridge-dagster serve stamping) or unset METADATA_STAMPING_SERVICE_URL to stamp "
+            "in process"
+        ) from failure
+
+
+def _text(content: str | bytes) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        raise InvalidContent(
+            "content is not valid UTF-8, and the stamping service takes text only; unset "
+            "METADATA_STAMPING_SERVICE_URL to stamp binary content in process"
+        ) from None
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        message = response.json().get("message", "")
+    except (ValueError, AttributeError):  # not JSON, or JSON without the envelope
+        message = response.text[:200]
+    return f"{response.request.url} answered {response.status_code}: {message}"
