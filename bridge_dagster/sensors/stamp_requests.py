@@ -1,0 +1,145 @@
+"""`stamp_request_sensor`: new offsets on the request topic become `stamp_workflow` runs.
+
+A run carries offset ranges, never message bodies; its first op reads them from Kafka.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
+from bridge_dagster.sensors.cursor import Cursor, CursorError, Plan, PlannedRun, plan_runs
+
+REQUESTS_TAG = "bridge/requests"
+SOURCE_TAG = "bridge/source"
+
+# Runs that hold requests not yet finished: waiting in the run queue or executing.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def build_stamp_request_sensor(
+    job: dg.JobDefinition, *, max_requests_per_run: int, max_queue_size: int, interval_s: int
+) -> dg.SensorDefinition:
+    """The sensor for `job`, which must take `ranges` config on its `load_requests` op."""
+
+    @dg.sensor(
+        name="stamp_request_sensor",
+        job=job,
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Turns new offsets on the request topic into {job.name} runs of at most"
+            f" {max_requests_per_run} requests; pauses while {max_queue_size} requests are"
+            " queued or running."
+        ),
+    )
+    def stamp_request_sensor(
+        context: dg.SensorEvaluationContext, kafka: KafkaResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        in_flight, runs = requests_in_flight(context.instance, job.name)
+        if in_flight >= max_queue_size:
+            return dg.SkipReason(
+                f"backpressure: {in_flight} requests in {runs} {job.name} runs are queued or"
+                f" running, at the limit of {max_queue_size}; new requests wait on the topic"
+                " (raise MAX_WORKFLOW_QUEUE_SIZE or ORCHESTRATOR_CONCURRENCY to admit more)"
+            )
+        try:
+            cursor = Cursor.from_json(context.cursor)
+        except CursorError as exc:
+            return dg.SkipReason(str(exc))
+        watermarks = read_watermarks(kafka)
+        if isinstance(watermarks, dg.SkipReason):
+            return watermarks
+
+        plan = plan_runs(
+            cursor,
+            watermarks,
+            topic=kafka.request_topic,
+            max_per_run=max_requests_per_run,
+            budget=max_queue_size - in_flight,
+        )
+        for message in plan_warnings(plan, kafka.request_topic):
+            context.log.warning(message)
+        if plan.new_partitions:
+            context.log.info(
+                f"{kafka.request_topic}: partitions {list(plan.new_partitions)} start at their"
+                " oldest retained offsets"
+            )
+        if not plan.runs:
+            return dg.SensorResult(
+                skip_reason=f"no new requests on {kafka.request_topic}",
+                cursor=plan.cursor.to_json(),
+            )
+        context.log.info(
+            f"{plan.size} requests in {len(plan.runs)} runs; {plan.backlog} left for later ticks"
+        )
+        return dg.SensorResult(
+            run_requests=[run_request(run, kafka.request_topic) for run in plan.runs],
+            cursor=plan.cursor.to_json(),
+        )
+
+    return stamp_request_sensor
+
+
+def requests_in_flight(instance: dg.DagsterInstance, job_name: str) -> tuple[int, int]:
+    """Requests held by unfinished runs of the job, and how many runs hold them."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
+    # A run launched by hand may lack the tag or carry text; it must not fail every tick.
+    sizes = [run.tags.get(REQUESTS_TAG, "") for run in runs]
+    return sum(int(size) for size in sizes if size.isdigit()), len(runs)
+
+
+def read_watermarks(kafka: KafkaResource) -> dict[int, tuple[int, int]] | dg.SkipReason:
+    """Watermarks of the request topic, or why they could not be read and what to do."""
+    try:
+        with kafka.consumer() as consumer:
+            return kafka.watermarks(consumer, kafka.request_topic)
+    except BrokerUnavailable as exc:
+        return dg.SkipReason(
+            f"{exc}; will retry next tick (check KAFKA_BOOTSTRAP_SERVERS and that the broker is"
+            " running)"
+        )
+    except TopicMissing as exc:
+        return dg.SkipReason(
+            f"{exc}; create it or set KAFKA_REQUEST_TOPIC to the topic producers write to"
+        )
+
+
+def run_request(run: PlannedRun, topic: str) -> dg.RunRequest:
+    ranges = [r.as_config(topic) for r in run.ranges]
+    return dg.RunRequest(
+        run_key=run.run_key,
+        run_config={"ops": {"load_requests": {"config": {"ranges": ranges}}}},
+        tags={REQUESTS_TAG: str(run.size), SOURCE_TAG: "kafka"},
+    )
+
+
+def plan_warnings(plan: Plan, topic: str) -> list[str]:
+    """What an operator should know about offsets that were not handed out in order."""
+    warnings = [
+        f"{topic}[{r.partition}]: cursor {r.cursor} is past the high watermark {r.high}; the"
+        f" topic was recreated, so reading starts again at offset {r.low}"
+        for r in plan.resets
+    ]
+    warnings += [
+        f"{topic}[{lost.partition}]: {lost.count} requests (offsets {lost.cursor}-{lost.low - 1})"
+        " were deleted by retention before they were read; raise the topic's retention.ms or"
+        " ORCHESTRATOR_CONCURRENCY if this repeats"
+        for lost in plan.lost
+    ]
+    if plan.vanished_partitions:
+        warnings.append(
+            f"{topic}: partitions {list(plan.vanished_partitions)} no longer exist; the topic was"
+            " recreated with fewer partitions"
+        )
+    if plan.topic_changed_from:
+        warnings.append(
+            f"request topic changed from {plan.topic_changed_from} to {topic}; reading {topic}"
+            " from its oldest retained offsets"
+        )
+    return warnings
