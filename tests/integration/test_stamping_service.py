@@ -6,21 +6,27 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import create_engine
 
+from bridge_dagster.db.tables import metadata_stamps
 from bridge_dagster.resources.stamping import (
     BACKOFF_BASE_S,
     StampingResource,
     StampingServiceRejected,
     StampingServiceUnavailable,
 )
-from bridge_dagster.services.stamping_app import PREFIX, create_stamping_app
+from bridge_dagster.services.stamping_app import (
+    PREFIX,
+    create_stamping_app,
+    stamp_lookup_from_engine,
+)
 from bridge_dagster.stamping import canonical_hash, raw_hash, stamp_content
 from tests.integration.onextree_server import serve
 
@@ -166,8 +172,7 @@ def test_looking_up_a_stamp_without_a_database_answers_503(service_url: str) -> 
 
 
 def test_a_stored_stamp_is_found_by_its_hash_and_an_unknown_hash_is_404() -> None:
-    # A dict stands in for the table here; stamp_lookup_from_engine against PostgreSQL is
-    # exercised with the database fixtures.
+    # A dict stands in for the table here; the PostgreSQL-backed lookup has its own test.
     stored = stamp_content(CONTENT, stamp_id=STAMP_ID, now=NOW)
     rows = {stored.file_hash: {"stamp_id": stored.stamp_id, "stamp": stored.stamp}}
 
@@ -183,3 +188,31 @@ def test_a_malformed_hash_is_refused(service_url: str) -> None:
     response = httpx.get(f"{service_url}{PREFIX}/stamp/not-a-hash")
 
     assert response.status_code == 422
+
+
+def test_the_database_lookup_serves_the_newest_stamp_for_a_hash(pg_url: str) -> None:
+    older = stamp_content(CONTENT, now=NOW)
+    newer = stamp_content(CONTENT, now=NOW + timedelta(hours=1))
+    engine = create_engine(pg_url)
+    with engine.begin() as connection:
+        connection.execute(
+            metadata_stamps.insert(),
+            [
+                {
+                    "stamp_id": result.stamp_id,
+                    "file_hash": result.file_hash,
+                    "namespace": "tests",
+                    "stamp_type": result.stamp_type,
+                    "stamp": result.stamp,
+                    "created_at": result.created_at,
+                }
+                for result in (older, newer)
+            ],
+        )
+
+    with serve(create_stamping_app(stamp_lookup=stamp_lookup_from_engine(engine))) as url:
+        found = httpx.get(f"{url}{PREFIX}/stamp/{newer.file_hash}")
+    engine.dispose()
+
+    assert found.json()["data"]["stamp_id"] == str(newer.stamp_id)
+    assert found.json()["data"]["stamp"] == newer.stamp
