@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import click
 
+from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
 from bridge_dagster.settings import ConfigError, load_settings
 
@@ -93,6 +94,10 @@ def migrate(revision: str) -> None:
     settings = _guarded(load_settings)
     _guarded(lambda: upgrade(settings.postgres.url(), revision))
     click.echo(f"Database {settings.postgres.database} on {settings.postgres.host}: at {revision}")
+
+
+main.add_command(submit)
+main.add_command(status)
 
 
 def _guarded(action: Callable[[], T]) -> T:

@@ -1,0 +1,560 @@
+"""`bridge-dagster submit` sends stamp requests; `bridge-dagster status` shows one workflow."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import click
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from tqdm import tqdm
+
+from bridge_dagster.db.tables import fsm_transitions, workflow_executions
+from bridge_dagster.events.demo import demo_requests
+from bridge_dagster.events.requests import STAMP_TYPES, build_request, is_valid_namespace
+from bridge_dagster.onextree import (
+    TreeError,
+    TreeNode,
+    build_tree,
+    resolve_allowed_file,
+    resolve_allowed_root,
+)
+from bridge_dagster.settings import ConfigError, Settings, load_settings
+
+MAX_DEMO_REQUESTS = 1_000_000
+# Where `bridge-dagster dev` starts its broker when KAFKA_BOOTSTRAP_SERVERS is unset.
+DEV_BOOTSTRAP_SERVERS = "127.0.0.1:29092"
+BROKER_TIMEOUT_S = 10.0
+POLL_INTERVAL_S = 0.5
+# Ids per query while waiting: keeps each statement's parameter list small.
+IDS_PER_QUERY = 5_000
+TERMINAL_STATES = ("completed", "failed")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sent:
+    workflow_ids: list[UUID]
+    total_bytes: int
+    seconds: float
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  bridge-dagster submit --content 'hello, bridge'
+  bridge-dagster submit --file src/app.py --stamp-type rich --write-back
+  bridge-dagster submit --path . --namespace team.alpha --wait
+  bridge-dagster submit --demo 200 --wait --timeout 600
+  bridge-dagster status $(bridge-dagster submit --content 'hello')
+"""
+)
+@click.option("--content", help="Text to stamp, sent inline.")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file under BRIDGE_ALLOWED_ROOTS; the workflow reads it.",
+)
+@click.option(
+    "--path",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory under BRIDGE_ALLOWED_ROOTS: one request per file, skipping .git,"
+    " node_modules, virtualenvs, caches and build outputs.",
+)
+@click.option(
+    "--demo",
+    type=click.IntRange(1, MAX_DEMO_REQUESTS),
+    metavar="N",
+    help="N varied synthetic requests: namespaces, content types, sizes, stamp types.",
+)
+@click.option(
+    "--namespace",
+    metavar="NAME",
+    help="Namespace of every request. Default: DEFAULT_NAMESPACE (--demo: its own mix).",
+)
+@click.option(
+    "--stamp-type",
+    type=click.Choice(STAMP_TYPES),
+    help="Stamp format. Default: lightweight (--demo: a mix).",
+)
+@click.option(
+    "--intelligence/--no-intelligence",
+    default=None,
+    help="Ask for project-tree intelligence. Default: no (--demo: a mix).",
+)
+@click.option(
+    "--write-back", is_flag=True, help="Write the stamped file back (--file and --path only)."
+)
+@click.option("--wait", is_flag=True, help="Wait until every workflow has completed or failed.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long --wait waits before giving up.",
+)
+def submit(
+    content: str | None,
+    file: Path | None,
+    directory: Path | None,
+    demo: int | None,
+    namespace: str | None,
+    stamp_type: str | None,
+    intelligence: bool | None,
+    write_back: bool,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Put stamp requests on the request topic (KAFKA_REQUEST_TOPIC); give exactly one source.
+
+    Prints the workflow id of a single request, or a summary of many. With --wait it then
+    follows the workflows in PostgreSQL and prints how many completed and failed.
+    """
+    sources = {"--content": content, "--file": file, "--path": directory, "--demo": demo}
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise click.UsageError(
+            f"give exactly one of {', '.join(sources)} (got {', '.join(given) or 'none'})"
+        )
+    if write_back and file is None and directory is None:
+        raise click.UsageError(f"--write-back applies to --file and --path, not {given[0]}")
+    if namespace is not None and not is_valid_namespace(namespace):
+        raise click.BadParameter(
+            f"{namespace!r} is not a namespace; use 1-255 letters, digits, '.', '_' or '-'",
+            param_hint="--namespace",
+        )
+    settings = _settings()
+    # With --wait, an unreachable database is refused before anything is sent.
+    engine = _reachable_engine(settings) if wait else None
+    chosen = {"namespace": namespace, "stamp_type": stamp_type, "enable_intelligence": intelligence}
+    overrides = {name: value for name, value in chosen.items() if value is not None}
+    if demo is not None:
+        # A fresh seed each time: a repeated seed repeats the workflow ids, and the bridge
+        # processes a workflow id once, so a second demo would do nothing.
+        total, fields = demo, _demo_fields(demo, seed=random.randrange(1 << 32))
+    elif content is not None:
+        total, fields = 1, iter([(uuid4(), {"content": content})])
+    else:
+        paths = _paths(file, directory, settings)
+        total, fields = len(paths), _file_fields(paths, write_back)
+    sent = _send(settings, _messages(settings, fields, overrides), total)
+    _report_sent(sent, settings.request_topic)
+    if engine is not None:
+        try:
+            _wait_and_report(engine, sent, timeout)
+        finally:
+            engine.dispose()
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  bridge-dagster status 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f
+  bridge-dagster status 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f --json | jq .state
+"""
+)
+@click.argument("workflow_id", callback=lambda _ctx, _param, value: _workflow_id(value))
+@click.option("--json", "as_json", is_flag=True, help="Print the same as one JSON object.")
+def status(workflow_id: UUID, as_json: bool) -> None:
+    """Show one workflow from PostgreSQL: state, stamp, error, duration and transitions."""
+    engine = _engine(_settings())
+    try:
+        report = _database_call(lambda: _workflow_report(engine, workflow_id))
+    finally:
+        engine.dispose()
+    if report is None:
+        raise click.ClickException(
+            f"no workflow {workflow_id} in the database; check the id, or if it was just"
+            " submitted, try again once the request sensor has picked it up (a few seconds)"
+        )
+    click.echo(json.dumps(report, indent=2) if as_json else _format_report(report))
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+def _demo_fields(count: int, *, seed: int) -> Iterator[tuple[UUID, dict[str, Any]]]:
+    for request in demo_requests(count, seed=seed):
+        yield request.workflow_id, request.build_kwargs()
+
+
+def _file_fields(paths: Sequence[Path], write_back: bool) -> Iterator[tuple[UUID, dict[str, Any]]]:
+    for path in paths:
+        content_type, _ = mimetypes.guess_type(path.name)
+        fields = {"file_path": str(path), "content_type": content_type, "write_back": write_back}
+        yield uuid4(), fields
+
+
+def _paths(file: Path | None, directory: Path | None, settings: Settings) -> list[Path]:
+    """The real paths to request, checked here so a refusal comes now rather than as a failure."""
+    try:
+        if file is not None:
+            return [resolve_allowed_file(file, settings.allowed_roots)]
+        assert directory is not None  # submit checked that exactly one source was given
+        root = resolve_allowed_root(directory, settings.allowed_roots)
+        paths = [root / node.path for node in _file_nodes(build_tree(root).root_node)]
+    except TreeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not paths:
+        raise click.ClickException(
+            f"{str(directory)!r} holds no files outside the excluded directories (.git,"
+            " node_modules, virtualenvs, caches, build outputs); pass a directory with files"
+        )
+    return paths
+
+
+def _file_nodes(node: TreeNode) -> Iterator[TreeNode]:
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if current.is_file:
+            yield current
+        pending.extend(reversed(current.children))
+
+
+def _messages(
+    settings: Settings,
+    fields: Iterable[tuple[UUID, dict[str, Any]]],
+    overrides: dict[str, Any],
+) -> Iterator[tuple[UUID, bytes]]:
+    for workflow_id, request in fields:
+        value = build_request(
+            workflow_id, environment=settings.environment, **(request | overrides)
+        )
+        yield workflow_id, value
+
+
+# --- Kafka ---------------------------------------------------------------------------------
+
+
+def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int) -> Sent:
+    bootstrap = settings.kafka_bootstrap_servers or DEV_BOOTSTRAP_SERVERS
+    topic = settings.request_topic
+    producer = _connected_producer(bootstrap, topic)
+    failures: list[KafkaError] = []
+    workflow_ids: list[UUID] = []
+    total_bytes = 0
+    started = time.monotonic()
+    with _progress(total, "submitting", "req") as bar:
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                bar.update()
+            else:
+                failures.append(error)
+
+        for workflow_id, value in messages:
+            if failures:
+                break  # the broker is refusing or gone: stop queueing more
+            _produce(producer, topic, str(workflow_id).encode(), value, delivered)
+            workflow_ids.append(workflow_id)
+            total_bytes += len(value)
+        undelivered = producer.flush(BROKER_TIMEOUT_S * 3)
+    if failures or undelivered:
+        reason = failures[0].str() if failures else f"{undelivered:,} still queued"
+        raise click.ClickException(
+            f"requests were not delivered to {topic!r} on {bootstrap} ({reason}); " + _broker_fix()
+        )
+    return Sent(workflow_ids, total_bytes, time.monotonic() - started)
+
+
+def _connected_producer(bootstrap: str, topic: str) -> Producer:
+    """An idempotent producer whose broker has answered and holds `topic`."""
+    errors: list[KafkaError] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            # Idempotence keeps a retried send from putting a request on the topic twice.
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.timeout.ms": int(BROKER_TIMEOUT_S * 3 * 1000),
+            # Connection errors reach the user as one clear message, not librdkafka log lines.
+            "log_level": 0,
+            "error_cb": errors.append,
+        }
+    )
+    if topic not in _topic_names(producer, errors, bootstrap):
+        raise click.ClickException(
+            f"the request topic {topic!r} does not exist on {bootstrap}; `bridge-dagster dev`"
+            " creates it, or set KAFKA_REQUEST_TOPIC to the topic the request sensor reads"
+        )
+    return producer
+
+
+def _topic_names(producer: Producer, errors: list[KafkaError], bootstrap: str) -> set[str]:
+    # Short metadata requests in a loop, because a refused connection shows up in `errors`
+    # within a second while one long request would wait out the whole timeout.
+    deadline = time.monotonic() + BROKER_TIMEOUT_S
+    while True:
+        try:
+            return set(producer.list_topics(timeout=0.5).topics)
+        except KafkaException as exc:
+            producer.poll(0)  # serves error_cb
+            if errors or time.monotonic() > deadline:
+                reason = errors[0].str() if errors else str(exc)
+                raise click.ClickException(
+                    f"cannot reach the Kafka broker at {bootstrap} ({reason}); " + _broker_fix()
+                ) from None
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, on_delivery=on_delivery)
+        except BufferError:
+            producer.poll(0.1)  # the local queue is full: let deliveries drain it
+        else:
+            producer.poll(0)
+            return
+
+
+def _broker_fix() -> str:
+    return (
+        "start the stack with `bridge-dagster dev`, or set KAFKA_BOOTSTRAP_SERVERS to a"
+        f" running broker (unset, it is {DEV_BOOTSTRAP_SERVERS}, the dev stack's broker)"
+    )
+
+
+def _report_sent(sent: Sent, topic: str) -> None:
+    count = len(sent.workflow_ids)
+    if count == 1:
+        click.echo(str(sent.workflow_ids[0]))
+        return
+    rate = count / sent.seconds if sent.seconds else float(count)
+    click.echo(
+        f"Submitted {count:,} requests ({_size(sent.total_bytes)}) to {topic} in"
+        f" {sent.seconds:.2f} s ({rate:,.0f} requests/s)"
+    )
+
+
+def _progress(total: int, desc: str, unit: str) -> tqdm:
+    # disable=None: tqdm shows the bar only on a terminal; one item needs no bar at all.
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if total > 1 else True)
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KB"
+    return f"{count / (1024 * 1024):.1f} MB"
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        url = settings.postgres.url()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return create_engine(url, connect_args={"connect_timeout": int(BROKER_TIMEOUT_S)})
+
+
+def _reachable_engine(settings: Settings) -> Engine:
+    engine = _engine(settings)
+    _database_call(lambda: engine.connect().close())
+    return engine
+
+
+def _database_call(action: Callable[[], T]) -> T:
+    """Run `action`, turning the database errors a user can fix into one clear line."""
+    try:
+        return action()
+    except OperationalError as exc:
+        raise click.ClickException(
+            f"cannot read PostgreSQL ({_first_line(exc.orig)}); start the stack with"
+            " `bridge-dagster dev`, or fix the POSTGRES_* variables"
+        ) from None
+    except ProgrammingError as exc:
+        raise click.ClickException(
+            f"the database is missing the workflow tables ({_first_line(exc.orig)});"
+            " run `bridge-dagster migrate`"
+        ) from None
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"PostgreSQL refused the query ({_first_line(exc)})") from None
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _wait_and_report(engine: Engine, sent: Sent, timeout: float) -> None:
+    remaining = set(sent.workflow_ids)
+    failed: list[UUID] = []
+    started = time.monotonic()
+    with _progress(len(remaining), "waiting", "wf") as bar:
+        while remaining and time.monotonic() - started < timeout:
+            finished = _database_call(lambda: _terminal_states(engine, list(remaining)))
+            remaining.difference_update(finished)
+            failed.extend(wid for wid, state in finished.items() if state == "failed")
+            bar.update(len(finished))
+            if remaining:
+                time.sleep(POLL_INTERVAL_S)
+    # From the first request sent to the last workflow finished.
+    elapsed = sent.seconds + time.monotonic() - started
+    done = len(sent.workflow_ids) - len(remaining)
+    click.echo(
+        f"Completed {done - len(failed):,}, failed {len(failed):,} in {elapsed:.1f} s"
+        f" ({done / elapsed:,.1f} workflows/s)"
+    )
+    if remaining:
+        raise click.ClickException(
+            f"{_workflows(len(remaining))} neither completed nor failed within {timeout:g} s"
+            " (--timeout); check that `bridge-dagster dev` is running with the request sensor"
+            f" on, then look at one with `bridge-dagster status {next(iter(remaining))}`"
+        )
+    if failed:
+        raise click.ClickException(
+            f"{_workflows(len(failed))} failed; see why with `bridge-dagster status {failed[0]}`"
+        )
+
+
+def _workflows(count: int) -> str:
+    return f"{count:,} workflow" if count == 1 else f"{count:,} workflows"
+
+
+def _terminal_states(engine: Engine, workflow_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The state of each of `workflow_ids` that has completed or failed."""
+    found: dict[UUID, str] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(workflow_ids), IDS_PER_QUERY):
+            chunk = workflow_ids[start : start + IDS_PER_QUERY]
+            query = select(workflow_executions.c.workflow_id, workflow_executions.c.state).where(
+                workflow_executions.c.workflow_id.in_(chunk),
+                workflow_executions.c.state.in_(TERMINAL_STATES),
+            )
+            found.update((row.workflow_id, row.state) for row in conn.execute(query))
+    return found
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def _workflow_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a workflow id; pass the UUID that `bridge-dagster submit`"
+            " printed, e.g. 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f"
+        ) from None
+
+
+_REPORTED_COLUMNS = (
+    "state", "namespace", "file_path", "content_type", "file_size", "file_hash", "stamp_id",
+    "stamp_type", "error", "duration_ms", "requested_at", "started_at", "completed_at",
+)  # fmt: skip
+
+
+def _workflow_report(engine: Engine, workflow_id: UUID) -> dict[str, Any] | None:
+    """The workflow as JSON-ready values, or None when no such workflow is recorded."""
+    w = workflow_executions
+    t = fsm_transitions
+    with engine.connect() as conn:
+        columns = [w.c[name] for name in _REPORTED_COLUMNS]
+        query = select(*columns).where(w.c.workflow_id == workflow_id)
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        transitions = conn.execute(
+            select(t.c.from_state, t.c.to_state, t.c.reason, t.c.transitioned_at)
+            .where(t.c.workflow_id == workflow_id)
+            .order_by(t.c.transitioned_at, t.c.id)
+        ).mappings()
+        return {
+            "workflow_id": str(workflow_id),
+            "state": row["state"],
+            "namespace": row["namespace"],
+            "file_path": row["file_path"],
+            "content_type": row["content_type"],
+            "file_size": row["file_size"],
+            "file_hash": row["file_hash"],
+            "stamp_id": None if row["stamp_id"] is None else str(row["stamp_id"]),
+            "stamp_type": row["stamp_type"],
+            "error": row["error"],
+            "duration_ms": row["duration_ms"],
+            "requested_at": _iso(row["requested_at"]),
+            "started_at": _iso(row["started_at"]),
+            "completed_at": _iso(row["completed_at"]),
+            "transitions": [
+                {
+                    "from_state": item["from_state"],
+                    "to_state": item["to_state"],
+                    "reason": item["reason"],
+                    "at": item["transitioned_at"].isoformat(),
+                }
+                for item in transitions
+            ],
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _clock(iso: str) -> str:
+    """An ISO time as fixed-width UTC with milliseconds, so transition lines align."""
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _format_report(report: dict[str, Any]) -> str:
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    file = shown(report["file_path"])
+    if report["file_size"] is not None:
+        file += f" ({shown(report['content_type'])}, {report['file_size']:,} bytes)"
+    stamp = shown(report["stamp_id"])
+    if report["stamp_type"] is not None:
+        stamp += f" ({report['stamp_type']})"
+    duration = report["duration_ms"]
+    lines = [
+        f"Workflow   {report['workflow_id']}",
+        f"State      {report['state']}",
+        f"Namespace  {report['namespace']}",
+        f"File       {file}",
+        f"File hash  {shown(report['file_hash'])}",
+        f"Stamp      {stamp}",
+        f"Duration   {'-' if duration is None else f'{duration:,} ms'}",
+    ]
+    if report["error"] is not None:
+        lines.append(f"Error      {report['error']}")
+    lines.append("Transitions")
+    for item in report["transitions"]:
+        change = f"{item['from_state'] or '(new)'} -> {item['to_state']}"
+        reason = f"  {item['reason']}" if item["reason"] else ""
+        lines.append(f"  {_clock(item['at'])}  {change}{reason}")
+    if not report["transitions"]:
+        lines.append("  (none recorded)")
+    return "\n".join(lines)
