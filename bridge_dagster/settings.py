@@ -62,8 +62,11 @@ VARIABLES: tuple[Variable, ...] = (
         "1000",
         "the request sensor pauses while queued + running runs exceed this",
     ),
-    Variable("MAX_REQUESTS_PER_RUN", "2000",
-             "most requests one stamp_workflow run handles; 1 gives a run per workflow"),
+    Variable(
+        "MAX_REQUESTS_PER_RUN",
+        "2000",
+        "most requests one stamp_workflow run handles; 1 gives a run per workflow",
+    ),
     Variable("REQUEST_SENSOR_INTERVAL_S", "5", "seconds between request sensor ticks"),
     Variable("AGGREGATION_BATCH_SIZE", "100", "events the landing job writes per statement"),
     Variable(

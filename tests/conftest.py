@@ -6,6 +6,8 @@ each test that asks for `topics` gets topic names no other test uses.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,14 +25,16 @@ TEMPLATE_DB = "bridge_template"
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresAddress]:
-    server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("postgres"), free_port(), database=TEMPLATE_DB
-    )
+def postgres() -> Iterator[PostgresAddress]:
+    # Not under pytest's tmp dir: pytest resets that tree to 0700 at each session start,
+    # which would lock out the unprivileged user PostgreSQL runs as when tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="bridge-test-pg-"))
+    server = EmbeddedPostgres(data_dir, free_port(), database=TEMPLATE_DB)
     address = server.start()
     upgrade(address.url())
     yield address
     server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

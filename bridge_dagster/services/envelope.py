@@ -28,8 +28,13 @@ class ServiceError(Exception):
 
 
 def ok(data: Any, message: str = "ok", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"status": "success", "data": data, "error": None, "message": message,
-            "metadata": metadata or {}}
+    return {
+        "status": "success",
+        "data": data,
+        "error": None,
+        "message": message,
+        "metadata": metadata or {},
+    }
 
 
 def error_response(status_code: int, error: str, message: str) -> JSONResponse:

@@ -1,0 +1,353 @@
+"""End-to-end stamping throughput through the Dagster daemon, against a bare Python loop.
+
+Starts a private stack on free ports (embedded PostgreSQL, the embedded broker, and the
+Dagster daemon with the request sensor), produces N varied demo requests, and waits until
+every workflow is terminal. In the same run, on the same servers, a bare loop without Dagster
+does the same consume → hash → stamp → write → publish work by calling the workflow steps
+directly, batch by batch. The ratio is Dagster's throughput over the bare loop's.
+
+Prints progress to stderr and one JSON object as the last line of stdout:
+  workflows, workflows_per_s, bare_workflows_per_s, ratio, latency_p50_s, latency_p95_s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from sqlalchemy import Engine, create_engine, text
+
+from bridge_dagster.db.migrate import upgrade
+from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
+from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
+from bridge_dagster.devstack.processes import free_port, spawn, stop
+from bridge_dagster.events.demo import demo_requests
+from bridge_dagster.events.requests import build_request
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.orchestrator import workflow
+from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
+from bridge_dagster.resources.stamping import StampingResource
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 3
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workflows", type=int, default=20_000)
+    parser.add_argument(
+        "--per-run",
+        type=int,
+        default=5_000,
+        help="MAX_REQUESTS_PER_RUN for the sensor (default 5000)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="ORCHESTRATOR_CONCURRENCY: runs in progress at once",
+    )
+    parser.add_argument("--quick", action="store_true", help="2,000 workflows")
+    args = parser.parse_args()
+    count = 2_000 if args.quick else args.workflows
+    per_run = min(args.per_run, max(count // 4, 1)) if args.quick else args.per_run
+
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp, ExitStack() as stack:
+        data = Path(tmp)
+        pg, bootstrap = _servers(data, stack)
+        requests = _requests(count)
+        bare = _bare_loop(pg, bootstrap, requests, per_run)
+        log(f"bare loop: {bare['workflows_per_s']:.0f} workflows/s")
+        daemon = _daemon_pass(pg, bootstrap, requests, data, stack, per_run, args.concurrency)
+        log(f"dagster: {daemon['workflows_per_s']:.0f} workflows/s")
+
+    result = {
+        "workflows": count,
+        "workflows_per_s": round(daemon["workflows_per_s"], 1),
+        "bare_workflows_per_s": round(bare["workflows_per_s"], 1),
+        "ratio": round(daemon["workflows_per_s"] / bare["workflows_per_s"], 3),
+        "latency_p50_s": round(daemon["latency_p50_s"], 3),
+        "latency_p95_s": round(daemon["latency_p95_s"], 3),
+        "completed": daemon["completed"],
+        "runs": daemon["runs"],
+        "max_requests_per_run": per_run,
+        "orchestrator_concurrency": args.concurrency,
+    }
+    print(json.dumps(result))
+
+
+def _servers(data: Path, stack: ExitStack) -> tuple[PostgresAddress, str]:
+    postgres = EmbeddedPostgres(data / "postgres", free_port(), database="bench")
+    pg = postgres.start()
+    stack.callback(postgres.stop)
+    broker = EmbeddedKafka(data / "kafka", free_port())
+    bootstrap = broker.start()
+    stack.callback(broker.stop)
+    return pg, bootstrap
+
+
+def _requests(count: int) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    return [(r.workflow_id, r.build_kwargs()) for r in demo_requests(count, seed=7)]
+
+
+def _fresh_database(pg: PostgresAddress, name: str) -> PostgresAddress:
+    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    address = PostgresAddress(pg.host, pg.port, pg.user, pg.password, name)
+    upgrade(address.url())
+    return address
+
+
+def _produce(bootstrap: str, topic: str, requests: list[tuple[uuid.UUID, dict[str, Any]]]) -> float:
+    """Produce every request; return the time the first one was sent."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    started = time.time()
+    for workflow_id, kwargs in requests:
+        value = build_request(workflow_id, environment="bench", **kwargs)
+        while True:
+            try:
+                producer.produce(topic, value, str(workflow_id).encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+    return started
+
+
+# --- the bare loop ---------------------------------------------------------------------
+
+
+def _bare_loop(
+    pg: PostgresAddress,
+    bootstrap: str,
+    requests: list[tuple[uuid.UUID, dict[str, Any]]],
+    per_run: int,
+) -> dict[str, float]:
+    """consume → hash → stamp → write → publish, the same steps, no Dagster."""
+    address = _fresh_database(pg, "bare")
+    topics = _topics(bootstrap, "bare")
+    started = _produce(bootstrap, topics["requests"], requests)
+    engine = create_engine(address.url(), pool_size=2)
+    stamper = StampingResource()
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        }
+    )
+    sink = ProducerSink(producer)
+    ctx = workflow.Context(
+        engine=engine,
+        events=WorkflowEvents(sink, topics["workflow"], environment="bench"),
+        sink=sink,
+        dlq_topic=dlq_topic(topics["requests"]),
+        run_id="bare-loop",
+        default_namespace="omninode.bridge",
+        max_content_bytes=100 * 1024 * 1024,
+        allowed_roots=(ROOT,),
+    )
+    with stamper_context(stamper) as stamp:
+        for batch in _consume_batches(bootstrap, topics["requests"], len(requests), per_run):
+            admission = workflow.admit(ctx, batch)
+            ready = workflow.start(ctx, admission.accepted)
+            workflow.hash_all(ctx, ready)
+            stamped = workflow.stamp_all(ctx, ready, stamp)
+            workflow.record(ctx, stamped)
+            sink.flush()
+    elapsed = time.time() - started
+    done = _terminal(engine)
+    engine.dispose()
+    return {"workflows_per_s": done / elapsed}
+
+
+@contextmanager
+def stamper_context(stamper: StampingResource) -> Iterator[StampingResource]:
+    import dagster as dg
+
+    with dg.build_resources({"stamping": stamper}) as resources:
+        yield resources.stamping
+
+
+def _consume_batches(
+    bootstrap: str, topic: str, total: int, per_batch: int
+) -> Iterator[list[workflow.Incoming]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bare-loop",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen = 0
+    batch: list[workflow.Incoming] = []
+    while seen < total:
+        for m in consumer.consume(1000, timeout=5):
+            if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
+                raise RuntimeError(m.error().str())
+            if m.error() is not None:
+                continue
+            batch.append(
+                workflow.Incoming(
+                    f"{m.topic()}/{m.partition()}/{m.offset()}",
+                    m.value(),
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+            )
+            seen += 1
+            if len(batch) >= per_batch:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+    consumer.close()
+
+
+# --- through the daemon ----------------------------------------------------------------
+
+
+def _daemon_pass(
+    pg: PostgresAddress,
+    bootstrap: str,
+    requests: list[tuple[uuid.UUID, dict[str, Any]]],
+    data: Path,
+    stack: ExitStack,
+    per_run: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    address = _fresh_database(pg, "dagster_pass")
+    topics = _topics(bootstrap, "dagster")
+    env = _daemon_env(address, bootstrap, topics, data, per_run, concurrency)
+    daemon = spawn(
+        [
+            str(Path(sys.executable).parent / "dagster-daemon"),
+            "run",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        log_path=data / "daemon.log",
+        env=env,
+        cwd=ROOT,
+    )
+    stack.callback(lambda: stop(daemon, signal.SIGINT, 30))
+    engine = create_engine(address.url())
+    time.sleep(8)  # the daemon loads the code location and starts its sensor loop
+    started = _produce(bootstrap, topics["requests"], requests)
+    _wait_until_terminal(engine, len(requests), daemon, data / "daemon.log")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT EXTRACT(EPOCH FROM completed_at - requested_at) AS latency,"
+                " EXTRACT(EPOCH FROM completed_at) AS done FROM workflow_executions"
+            )
+        ).all()
+        runs = conn.execute(
+            text("SELECT count(DISTINCT run_id) FROM workflow_executions")
+        ).scalar_one()
+    engine.dispose()
+    latencies = sorted(float(r.latency) for r in rows)
+    elapsed = max(float(r.done) for r in rows) - started
+    return {
+        "workflows_per_s": len(rows) / elapsed,
+        "latency_p50_s": statistics.median(latencies),
+        "latency_p95_s": latencies[int(len(latencies) * 0.95) - 1],
+        "completed": len(rows),
+        "runs": runs,
+    }
+
+
+def _daemon_env(
+    address: PostgresAddress,
+    bootstrap: str,
+    topics: dict[str, str],
+    data: Path,
+    per_run: int,
+    concurrency: int,
+) -> dict[str, str]:
+    home = data / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "KAFKA_"))}
+    env.update(address.env())
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "KAFKA_REQUEST_TOPIC": topics["requests"],
+            "KAFKA_WORKFLOW_TOPIC": topics["workflow"],
+            "MAX_REQUESTS_PER_RUN": str(per_run),
+            "MAX_WORKFLOW_QUEUE_SIZE": str(per_run * concurrency * 2),
+            "ORCHESTRATOR_CONCURRENCY": str(concurrency),
+            "REQUEST_SENSOR_INTERVAL_S": "1",
+            "BRIDGE_ALLOWED_ROOTS": str(ROOT),
+        }
+    )
+    return env
+
+
+def _wait_until_terminal(engine: Engine, total: int, daemon: Any, log_path: Path) -> None:
+    deadline = time.time() + 900
+    last = -1
+    while time.time() < deadline:
+        done = _terminal(engine)
+        if done != last:
+            log(f"  {done}/{total} workflows terminal")
+            last = done
+        if done >= total:
+            return
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon exited; see {log_path}")
+        time.sleep(1)
+    raise RuntimeError(f"only {last}/{total} workflows finished in 900 s; see {log_path}")
+
+
+def _terminal(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT count(*) FROM workflow_executions WHERE state IN ('completed', 'failed')")
+        ).scalar_one()
+
+
+def _topics(bootstrap: str, prefix: str) -> dict[str, str]:
+    topics = {"requests": f"{prefix}.requests", "workflow": f"{prefix}.workflows"}
+    ensure_topics(
+        bootstrap, [*topics.values(), dlq_topic(topics["requests"])], partitions=PARTITIONS
+    )
+    return topics
+
+
+if __name__ == "__main__":
+    main()

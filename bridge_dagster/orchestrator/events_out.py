@@ -1,0 +1,138 @@
+"""Workflow events and dead letters on their way to Kafka, in order, with deterministic ids."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from uuid import UUID
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from bridge_dagster.events.envelope import encode, event_id_for, make_event, sign
+from bridge_dagster.events.types import EventType
+from bridge_dagster.orchestrator.fsm import WorkflowState
+
+# Each workflow emits each event at most once per "slot"; the slot is the seq of its
+# deterministic id, so a workflow processed twice republishes the same event ids.
+STEP_SEQ = {"validate": 0, "intelligence": 1, "hash": 2, "stamp": 3, "record": 4}
+STATE_SEQ = {
+    WorkflowState.PENDING: 0,
+    WorkflowState.PROCESSING: 1,
+    WorkflowState.COMPLETED: 2,
+    WorkflowState.FAILED: 3,
+}
+
+
+class DeliveryFailed(RuntimeError):
+    """Kafka did not take every message; the run fails so a retry can republish."""
+
+
+class Sink(Protocol):
+    def produce(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class ProducerSink:
+    """A confluent-kafka producer that remembers delivery errors until `flush` reports them."""
+
+    def __init__(self, producer: Producer, flush_timeout_s: float = 30.0) -> None:
+        self._producer = producer
+        self._flush_timeout_s = flush_timeout_s
+        self._errors: list[str] = []
+        self.produced = 0
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._errors.append(f"{message.topic()}: {error.str()}")
+
+    def produce(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                # The local queue is full: let deliveries drain, then try again.
+                self._producer.poll(0.1)
+        self.produced += 1
+        if self.produced % 10000 == 0:
+            self._producer.poll(0)
+
+    def flush(self) -> None:
+        remaining = self._producer.flush(self._flush_timeout_s)
+        if remaining or self._errors:
+            detail = "; ".join(self._errors[:3]) or f"{remaining} still queued"
+            self._errors.clear()
+            raise DeliveryFailed(
+                f"Kafka did not accept every event ({detail}); check KAFKA_BOOTSTRAP_SERVERS"
+                " and the broker, then re-execute the run (it is idempotent)"
+            )
+
+
+class WorkflowEvents:
+    """Builds envelope v1 events for one topic and hands them to a sink in call order."""
+
+    def __init__(
+        self, sink: Sink, topic: str, *, environment: str, signing_key: str | None = None
+    ) -> None:
+        self._sink = sink
+        self._topic = topic
+        self._environment = environment
+        self._signing_key = signing_key
+        self.count = 0
+
+    def emit(
+        self,
+        workflow_id: UUID,
+        event_type: EventType,
+        payload: dict[str, Any],
+        *,
+        seq: int = 0,
+        causation_id: UUID | None = None,
+    ) -> UUID:
+        event_id = event_id_for(workflow_id, event_type, seq)
+        envelope = make_event(
+            event_type,
+            {"workflow_id": str(workflow_id), **payload},
+            correlation_id=workflow_id,
+            causation_id=causation_id,
+            event_id=event_id,
+            environment=self._environment,
+        )
+        value = encode(envelope)
+        headers = None
+        if self._signing_key is not None:
+            headers = [("x-signature", sign(value, self._signing_key).encode())]
+        self._sink.produce(self._topic, str(workflow_id).encode(), value, headers)
+        self.count += 1
+        return event_id
+
+    def transition(
+        self, workflow_id: UUID, before: WorkflowState | None, after: WorkflowState, reason: str
+    ) -> None:
+        self.emit(
+            workflow_id,
+            EventType.WORKFLOW_STATE_TRANSITION,
+            {
+                "from_state": None if before is None else str(before),
+                "to_state": str(after),
+                "reason": reason,
+            },
+            seq=STATE_SEQ[after],
+        )
+
+    def step_completed(self, workflow_id: UUID, step: str, **details: Any) -> None:
+        self.emit(
+            workflow_id,
+            EventType.WORKFLOW_STEP_COMPLETED,
+            {"step": step, **details},
+            seq=STEP_SEQ[step],
+        )
+
+    def flush(self) -> None:
+        self._sink.flush()

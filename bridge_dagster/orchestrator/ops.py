@@ -1,0 +1,265 @@
+"""The ops of `stamp_workflow`: each a short recipe around one step of `workflow.py`."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import dagster as dg
+from pydantic import Field
+
+from bridge_dagster.events.requests import build_request
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.orchestrator import workflow
+from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
+from bridge_dagster.resources.kafka import KafkaResource
+from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.stamping import StampingResource
+from bridge_dagster.resources.tree import TreeResource
+
+# Outputs pass between ops in memory: the job runs in process, and a re-execution starts
+# from load_requests anyway, since every step is idempotent.
+IO = "workflow_io"
+
+
+class OffsetRange(dg.Config):
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+class InlineRequest(dg.Config):
+    """One request typed into the Launchpad; the fields of the request message payload."""
+
+    workflow_id: str
+    content: str | None = None
+    content_b64: str | None = None
+    file_path: str | None = None
+    namespace: str | None = None
+    content_type: str | None = None
+    stamp_type: str = "lightweight"
+    enable_intelligence: bool = False
+    intelligence_context: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    write_back: bool = False
+
+
+class LoadRequestsConfig(dg.Config):
+    ranges: list[OffsetRange] = Field(default_factory=list)
+    requests: list[InlineRequest] = Field(default_factory=list)
+
+
+class WorkflowSettings(dg.ConfigurableResource):
+    """Limits and identity every step applies (DEFAULT_NAMESPACE, BRIDGE_MAX_CONTENT_BYTES, …)."""
+
+    default_namespace: str = "omninode.bridge"
+    max_content_bytes: int = 100 * 1024 * 1024
+    allowed_roots: list[str] = Field(default_factory=list)
+    environment: str = "dev"
+    signing_key: str | None = None
+    workflow_timeout_ms: int = 600_000
+
+
+@dataclass
+class Batch:
+    """What flows from op to op: the live workflows and the run's running totals."""
+
+    workflows: list[workflow.Workflow]
+    counts: dict[str, int] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def _context(
+    context: dg.OpExecutionContext,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    settings: WorkflowSettings,
+) -> Iterator[workflow.Context]:
+    sink = ProducerSink(kafka.producer())
+    events = WorkflowEvents(
+        sink,
+        kafka.workflow_topic,
+        environment=settings.environment,
+        signing_key=settings.signing_key,
+    )
+    yield workflow.Context(
+        engine=postgres.engine(),
+        events=events,
+        sink=sink,
+        dlq_topic=dlq_topic(kafka.request_topic),
+        # A retried run carries its root's id, so it may resume the workflows the crashed
+        # attempt left unfinished.
+        run_id=context.run.root_run_id or context.run_id,
+        default_namespace=settings.default_namespace,
+        max_content_bytes=settings.max_content_bytes,
+        allowed_roots=tuple(Path(r) for r in settings.allowed_roots),
+    )
+    # Each step's events are on the broker before the next step starts.
+    sink.flush()
+
+
+@dg.op(out=dg.Out(io_manager_key=IO))
+def load_requests(
+    context: dg.OpExecutionContext, config: LoadRequestsConfig, kafka: KafkaResource
+) -> list[workflow.Incoming]:
+    """Read the run's offset ranges from the request topic, or take the Launchpad requests."""
+    started = time.perf_counter()
+    incoming = [
+        workflow.inline_incoming(_inline_raw(r, index), index)
+        for index, r in enumerate(config.requests)
+    ]
+    with kafka.consumer() as consumer:
+        for r in config.ranges:
+            messages = kafka.read_range(consumer, r.topic, r.partition, r.start, r.end)
+            incoming += [
+                workflow.Incoming(
+                    f"{m.topic()}/{m.partition()}/{m.offset()}",
+                    m.value(),
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+                for m in messages
+            ]
+    context.add_output_metadata(
+        {
+            "requests": len(incoming),
+            "offset_ranges": ", ".join(
+                f"{r.topic}[{r.partition}] {r.start}-{r.end}" for r in config.ranges
+            )
+            or "inline",
+            "read_s": round(time.perf_counter() - started, 4),
+        }
+    )
+    return incoming
+
+
+@dg.op(out=dg.Out(io_manager_key=IO))
+def validate_requests(
+    context: dg.OpExecutionContext,
+    incoming: list[workflow.Incoming],
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    workflow_settings: WorkflowSettings,
+) -> Batch:
+    """Parse and admit each request (pending), then load its content (processing)."""
+    started = time.perf_counter()
+    with _context(context, postgres, kafka, workflow_settings) as ctx:
+        admission = workflow.admit(ctx, incoming)
+        ready = workflow.start(ctx, admission.accepted)
+    batch = Batch(workflows=ready)
+    batch.counts = {
+        "received": len(incoming),
+        "duplicates": admission.duplicates,
+        "failed": admission.failed + len(admission.accepted) - len(ready),
+        "dead_lettered": admission.dead_lettered,
+    }
+    batch.timings_s["validate"] = time.perf_counter() - started
+    context.add_output_metadata({**batch.counts, "processing": len(ready)})
+    return batch
+
+
+@dg.op(out=dg.Out(io_manager_key=IO))
+def gather_intelligence(
+    context: dg.OpExecutionContext,
+    batch: Batch,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    workflow_settings: WorkflowSettings,
+    tree: TreeResource,
+) -> Batch:
+    """Ask the project tree about each workflow that enabled intelligence."""
+    started = time.perf_counter()
+    with _context(context, postgres, kafka, workflow_settings) as ctx:
+        workflow.gather_intelligence(ctx, batch.workflows, tree)
+    asked = [w for w in batch.workflows if w.intelligence is not None]
+    degraded = sum(1 for w in asked if w.intelligence and w.intelligence.get("degraded"))
+    batch.timings_s["intelligence"] = time.perf_counter() - started
+    context.add_output_metadata({"asked": len(asked), "degraded": degraded})
+    return batch
+
+
+@dg.op(out=dg.Out(io_manager_key=IO))
+def hash_content(
+    context: dg.OpExecutionContext,
+    batch: Batch,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    workflow_settings: WorkflowSettings,
+) -> Batch:
+    """BLAKE3 of each workflow's canonical content."""
+    started = time.perf_counter()
+    with _context(context, postgres, kafka, workflow_settings) as ctx:
+        workflow.hash_all(ctx, batch.workflows)
+    batch.timings_s["hash"] = time.perf_counter() - started
+    context.add_output_metadata(
+        {
+            "hashed": len(batch.workflows),
+            "bytes": sum(len(w.content or b"") for w in batch.workflows),
+        }
+    )
+    return batch
+
+
+@dg.op(out=dg.Out(io_manager_key=IO))
+def stamp_content(
+    context: dg.OpExecutionContext,
+    batch: Batch,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    workflow_settings: WorkflowSettings,
+    stamping: StampingResource,
+) -> Batch:
+    """Stamp each workflow's content, lightweight or rich as it asked."""
+    started = time.perf_counter()
+    with _context(context, postgres, kafka, workflow_settings) as ctx:
+        stamped = workflow.stamp_all(ctx, batch.workflows, stamping)
+    batch.counts["failed"] += len(batch.workflows) - len(stamped)
+    batch.workflows = stamped
+    batch.timings_s["stamp"] = time.perf_counter() - started
+    context.add_output_metadata({"stamped": len(stamped)})
+    return batch
+
+
+@dg.op
+def record_results(
+    context: dg.OpExecutionContext,
+    batch: Batch,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    workflow_settings: WorkflowSettings,
+) -> dg.Output[dict[str, Any]]:
+    """Store stamps, complete the workflows, and report the run's numbers."""
+    started = time.perf_counter()
+    with _context(context, postgres, kafka, workflow_settings) as ctx:
+        done = workflow.record(ctx, batch.workflows)
+    batch.counts["failed"] += len(batch.workflows) - len(done)
+    batch.counts["completed"] = len(done)
+    batch.timings_s["record"] = time.perf_counter() - started
+    summary = {**batch.counts, **{f"{step}_s": round(s, 4) for step, s in batch.timings_s.items()}}
+    context.log.info(
+        f"{summary['completed']} completed, {summary['failed']} failed,"
+        f" {summary['duplicates']} duplicates skipped, {summary['dead_lettered']} dead-lettered"
+    )
+    return dg.Output(summary, metadata=summary)
+
+
+def _inline_raw(request: InlineRequest, index: int) -> bytes:
+    try:
+        workflow_id = UUID(request.workflow_id)
+    except ValueError:
+        raise dg.Failure(
+            f"requests[{index}].workflow_id {request.workflow_id!r} is not a UUID; use one like"
+            " 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f"
+        ) from None
+    fields = request.model_dump(exclude={"workflow_id"})
+    if not fields["metadata"]:
+        fields["metadata"] = None
+    return build_request(
+        workflow_id, environment="launchpad", source_service="dagster-launchpad", **fields
+    )

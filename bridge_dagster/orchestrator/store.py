@@ -1,0 +1,304 @@
+"""Set-based SQL for the workflow tables: one statement per step for a whole batch.
+
+Each statement takes its rows as one JSON array (`jsonb_to_recordset`), so a batch of
+thousands of workflows costs a handful of round trips. Every state change is guarded by the
+state machine in SQL (`WHERE state = ANY(allowed sources)`): a transition that the FSM does
+not allow matches no row and is never applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Connection, text
+
+from bridge_dagster.orchestrator.fsm import WorkflowState, allowed_sources
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    workflow_id: UUID
+    namespace: str
+    file_path: str | None
+    content_type: str | None
+    stamp_type: str | None
+    request_offset: str
+    requested_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ExistingWorkflow:
+    workflow_id: UUID
+    state: WorkflowState
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    workflow_id: UUID
+    file_size: int
+    file_hash: str
+    stamp_id: UUID
+    stamp_type: str
+    stamp: str
+    namespace: str
+    file_path: str | None
+    content_type: str | None
+    metadata: dict[str, str]
+    intelligence: dict[str, Any] | None
+    steps: list[str]
+
+
+def _rows(items: Iterable[dict[str, Any]]) -> str:
+    return json.dumps(list(items), default=str)
+
+
+def insert_pending(conn: Connection, workflows: Sequence[NewWorkflow], run_id: str) -> set[UUID]:
+    """Create the workflows that do not exist yet; return the ids actually created."""
+    if not workflows:
+        return set()
+    created = conn.execute(
+        text(
+            """
+            INSERT INTO workflow_executions
+                (workflow_id, namespace, state, file_path, content_type, stamp_type,
+                 request_offset, requested_at, run_id)
+            SELECT r.workflow_id, r.namespace, 'pending', r.file_path, r.content_type,
+                   r.stamp_type, r.request_offset, r.requested_at, :run_id
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                workflow_id uuid, namespace text, file_path text, content_type text,
+                stamp_type text, request_offset text, requested_at timestamptz)
+            ON CONFLICT (workflow_id) DO NOTHING
+            RETURNING workflow_id
+            """
+        ),
+        {"rows": _rows(w.__dict__ for w in workflows), "run_id": run_id},
+    ).scalars()
+    ids = set(created)
+    record_transitions(conn, ids, None, WorkflowState.PENDING, "request accepted")
+    return ids
+
+
+def existing(conn: Connection, ids: Iterable[UUID]) -> dict[UUID, ExistingWorkflow]:
+    rows = conn.execute(
+        text(
+            "SELECT workflow_id, state, run_id FROM workflow_executions"
+            " WHERE workflow_id = ANY(CAST(:ids AS uuid[]))"
+        ),
+        {"ids": [str(i) for i in ids]},
+    )
+    return {
+        r.workflow_id: ExistingWorkflow(r.workflow_id, WorkflowState(r.state), r.run_id)
+        for r in rows
+    }
+
+
+def claim(conn: Connection, ids: Iterable[UUID], run_id: str) -> None:
+    """Mark unfinished workflows as handled by this run (a retry of a crashed one)."""
+    conn.execute(
+        text(
+            "UPDATE workflow_executions SET run_id = :run_id, updated_at = now()"
+            " WHERE workflow_id = ANY(CAST(:ids AS uuid[])) AND state IN ('pending', 'processing')"
+        ),
+        {"ids": [str(i) for i in ids], "run_id": run_id},
+    )
+
+
+def move(
+    conn: Connection,
+    ids: Iterable[UUID],
+    target: WorkflowState,
+    reason: str,
+    *,
+    started: bool = False,
+) -> set[UUID]:
+    """Apply one FSM transition to many workflows; return those it applied to."""
+    id_list = [str(i) for i in ids]
+    if not id_list:
+        return set()
+    sources = [str(s) for s in allowed_sources(target)]
+    rows = conn.execute(
+        text(
+            f"""
+            WITH old AS (
+                SELECT workflow_id, state AS before FROM workflow_executions
+                WHERE workflow_id = ANY(CAST(:ids AS uuid[])) FOR UPDATE)
+            UPDATE workflow_executions w
+            SET state = :target, updated_at = now(){", started_at = now()" if started else ""}
+            FROM old
+            WHERE w.workflow_id = old.workflow_id AND old.before = ANY(CAST(:sources AS text[]))
+            RETURNING w.workflow_id, old.before
+            """
+        ),
+        {"ids": id_list, "target": str(target), "sources": sources},
+    ).all()
+    _insert_transitions(conn, [(r.workflow_id, r.before, str(target), reason) for r in rows])
+    return {r.workflow_id for r in rows}
+
+
+def fail(conn: Connection, failures: dict[UUID, str]) -> dict[UUID, WorkflowState]:
+    """Move each workflow to failed with its own reason; return the state each left."""
+    if not failures:
+        return {}
+    sources = [str(s) for s in allowed_sources(WorkflowState.FAILED)]
+    rows = conn.execute(
+        text(
+            """
+            WITH r AS (
+                SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+                    AS r(workflow_id uuid, reason text)),
+            old AS (
+                SELECT w.workflow_id, w.state AS before, r.reason
+                FROM workflow_executions w JOIN r ON r.workflow_id = w.workflow_id
+                FOR UPDATE OF w)
+            UPDATE workflow_executions w
+            SET state = 'failed', error = old.reason, updated_at = now(), completed_at = now(),
+                duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
+            FROM old
+            WHERE w.workflow_id = old.workflow_id AND old.before = ANY(CAST(:sources AS text[]))
+            RETURNING w.workflow_id, old.before, old.reason
+            """
+        ),
+        {
+            "rows": _rows({"workflow_id": k, "reason": v} for k, v in failures.items()),
+            "sources": sources,
+        },
+    ).all()
+    _insert_transitions(conn, [(r.workflow_id, r.before, "failed", r.reason) for r in rows])
+    return {r.workflow_id: WorkflowState(r.before) for r in rows}
+
+
+def complete(conn: Connection, completions: Sequence[Completion]) -> set[UUID]:
+    """Store stamps and move their workflows processing → completed, in one transaction."""
+    if not completions:
+        return set()
+    rows = _rows(
+        {
+            "workflow_id": c.workflow_id,
+            "file_size": c.file_size,
+            "file_hash": c.file_hash,
+            "stamp_id": c.stamp_id,
+            "stamp_type": c.stamp_type,
+            "stamp": c.stamp,
+            "namespace": c.namespace,
+            "file_path": c.file_path,
+            "content_type": c.content_type,
+            "metadata": c.metadata,
+            "intelligence": c.intelligence,
+            "steps": c.steps,
+        }
+        for c in completions
+    )
+    conn.execute(
+        text(
+            """
+            INSERT INTO metadata_stamps
+                (stamp_id, workflow_id, file_hash, namespace, stamp_type, stamp, file_path,
+                 content_type, file_size, metadata)
+            SELECT r.stamp_id, r.workflow_id, r.file_hash, r.namespace, r.stamp_type, r.stamp,
+                   r.file_path, r.content_type, r.file_size, r.metadata
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                stamp_id uuid, workflow_id uuid, file_hash text, namespace text,
+                stamp_type text, stamp text, file_path text, content_type text,
+                file_size bigint, metadata jsonb)
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"rows": rows},
+    )
+    done = conn.execute(
+        text(
+            """
+            UPDATE workflow_executions w
+            SET state = 'completed', file_hash = r.file_hash, stamp_id = r.stamp_id,
+                file_size = r.file_size, intelligence = r.intelligence,
+                steps_executed = r.steps, updated_at = now(), completed_at = now(),
+                duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                workflow_id uuid, file_hash text, stamp_id uuid, file_size bigint,
+                intelligence jsonb, steps jsonb)
+            WHERE w.workflow_id = r.workflow_id AND w.state = 'processing'
+            RETURNING w.workflow_id
+            """
+        ),
+        {"rows": rows},
+    ).scalars()
+    ids = set(done)
+    _insert_transitions(
+        conn, [(i, "processing", "completed", "stamp recorded") for i in sorted(ids)]
+    )
+    return ids
+
+
+def record_transitions(
+    conn: Connection,
+    ids: Iterable[UUID],
+    before: WorkflowState | None,
+    after: WorkflowState,
+    reason: str,
+) -> None:
+    _insert_transitions(
+        conn, [(i, None if before is None else str(before), str(after), reason) for i in ids]
+    )
+
+
+def _insert_transitions(
+    conn: Connection, rows: Sequence[tuple[UUID, str | None, str, str]]
+) -> None:
+    if not rows:
+        return
+    conn.execute(
+        text(
+            """
+            INSERT INTO fsm_transitions (workflow_id, from_state, to_state, reason)
+            SELECT r.workflow_id, r.from_state, r.to_state, r.reason
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                workflow_id uuid, from_state text, to_state text, reason text)
+            """
+        ),
+        {
+            "rows": _rows(
+                {"workflow_id": w, "from_state": b, "to_state": a, "reason": why}
+                for w, b, a, why in rows
+            )
+        },
+    )
+
+
+def new_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]]) -> set[str]:
+    """Record dead letters; return the sources not recorded before (those still to send)."""
+    if not letters:
+        return set()
+    created = conn.execute(
+        text(
+            """
+            INSERT INTO dead_letters (source, workflow_id, code, reason, dlq_topic)
+            SELECT r.source, r.workflow_id, r.code, r.reason, r.dlq_topic
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                source text, workflow_id uuid, code text, reason text, dlq_topic text)
+            ON CONFLICT (source) DO NOTHING
+            RETURNING source
+            """
+        ),
+        {"rows": _rows(letters)},
+    ).scalars()
+    return set(created)
+
+
+def stale_workflows(conn: Connection, older_than_ms: int) -> list[UUID]:
+    return list(
+        conn.execute(
+            text(
+                "SELECT workflow_id FROM workflow_executions"
+                " WHERE state IN ('pending', 'processing')"
+                " AND updated_at < now() - make_interval(secs => :ms / 1000.0)"
+                " ORDER BY updated_at LIMIT 10000"
+            ),
+            {"ms": older_than_ms},
+        ).scalars()
+    )

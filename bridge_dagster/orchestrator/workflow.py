@@ -1,0 +1,567 @@
+"""The stamping workflow for a batch of requests, step by step, without Dagster.
+
+The `stamp_workflow` ops call these steps, and so does the benchmark's bare loop, so the
+two measure the same work. A step never raises for one bad request: the workflow is failed
+with its reason (persisted, published, dead-lettered) and the batch goes on. Only an
+infrastructure failure (PostgreSQL or Kafka) raises, which fails the run so a retry can take
+it over; every write is idempotent, so the retry neither loses nor duplicates a workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from uuid import UUID
+
+import blake3
+from sqlalchemy import Engine
+
+from bridge_dagster.events.requests import RequestRejected, StampRequest, parse_request
+from bridge_dagster.events.topics import dead_letter_value
+from bridge_dagster.events.types import EventType
+from bridge_dagster.onextree import TreeError, resolve_allowed_file
+from bridge_dagster.orchestrator import store
+from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
+from bridge_dagster.orchestrator.fsm import WorkflowState, is_terminal
+from bridge_dagster.stamping import StampResult, canonical_hash
+
+# Fixed forever: stamp ids derive from workflow ids, so a re-run stamps with the same id.
+STAMP_ID_NAMESPACE = UUID("2d0f0c36-7c55-5f0e-a3f2-6a1e5c0b9d41")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One request message as read: where it came from and its raw value."""
+
+    source: str
+    raw: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Workflow:
+    """One request on its way through the steps."""
+
+    request: StampRequest
+    incoming: Incoming
+    state: WorkflowState = WorkflowState.PENDING
+    content: bytes | None = None
+    intelligence: dict[str, Any] | None = None
+    file_hash: str | None = None
+    stamp: StampResult | None = None
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def workflow_id(self) -> UUID:
+        return self.request.workflow_id
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A workflow (or an unparseable message) that will never succeed as sent."""
+
+    incoming: Incoming
+    code: str
+    reason: str
+    workflow_id: UUID | None
+    namespace: str | None
+    step: str
+
+
+class Stamper(Protocol):
+    def stamp(
+        self,
+        content: bytes,
+        *,
+        stamp_type: str,
+        file_path: str | None,
+        content_type: str,
+        stamp_id: UUID,
+        now: datetime,
+    ) -> StampResult: ...
+
+
+class Tree(Protocol):
+    def intelligence(
+        self, file_path: str | None, context: str, project_root: str | None = None
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step needs: where to write, what to publish to, and the limits."""
+
+    engine: Engine
+    events: WorkflowEvents
+    sink: Sink
+    dlq_topic: str
+    run_id: str
+    default_namespace: str
+    max_content_bytes: int
+    allowed_roots: tuple[Path, ...]
+
+
+@dataclass
+class Admission:
+    accepted: list[Workflow]
+    failed: int
+    duplicates: int
+    dead_lettered: int
+
+
+def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
+    """Parse, de-duplicate and create workflows (pending); reject the unparseable."""
+    parsed, failures = _parse_all(ctx, incoming)
+    unique, duplicates = _first_of_each(parsed)
+    rejected = [f for f in failures if f.workflow_id is not None]
+    with ctx.engine.begin() as conn:
+        created = store.insert_pending(
+            conn, [_new_row(w) for w in unique] + [_rejected_row(f) for f in rejected], ctx.run_id
+        )
+        known = store.existing(conn, {w.workflow_id for w in unique} - created)
+        resumed = [w for w in unique if _resumable(known.get(w.workflow_id), ctx.run_id)]
+        for w in resumed:
+            w.state = known[w.workflow_id].state
+        store.claim(conn, [w.workflow_id for w in resumed], ctx.run_id)
+    for w in unique:
+        if w.workflow_id in created:
+            ctx.events.transition(w.workflow_id, None, WorkflowState.PENDING, "request accepted")
+    for f in rejected:
+        if f.workflow_id in created:
+            ctx.events.transition(f.workflow_id, None, WorkflowState.PENDING, "request accepted")
+    accepted = [w for w in unique if w.workflow_id in created] + resumed
+    outcome = fail(ctx, failures)
+    # A rejection seen before (its workflow already failed, or its dead letter already sent)
+    # is a duplicate like any other re-read message.
+    fresh = sum(
+        1
+        for f in failures
+        if f.workflow_id in created
+        or (f.workflow_id is None and f.incoming.source in outcome.dead_lettered)
+    )
+    return Admission(
+        accepted=accepted,
+        failed=fresh,
+        duplicates=duplicates + len(unique) - len(accepted) + len(failures) - fresh,
+        dead_lettered=len(outcome.dead_lettered),
+    )
+
+
+def start(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
+    """Load each workflow's content and move it pending → processing."""
+    ready, failures = [], []
+    for w in workflows:
+        problem = _load_content(ctx, w)
+        if problem is None:
+            ready.append(w)
+        else:
+            failures.append(_failure(w, *problem, step="validate"))
+    with ctx.engine.begin() as conn:
+        moved = store.move(
+            conn,
+            [w.workflow_id for w in ready if w.state is WorkflowState.PENDING],
+            WorkflowState.PROCESSING,
+            "validated",
+            started=True,
+        )
+    for w in ready:
+        if w.workflow_id in moved:
+            _announce_start(ctx, w)
+        w.state = WorkflowState.PROCESSING
+        w.steps.append("validate")
+        ctx.events.step_completed(w.workflow_id, "validate")
+    fail(ctx, failures)
+    return ready
+
+
+def gather_intelligence(ctx: Context, workflows: Sequence[Workflow], tree: Tree) -> None:
+    """Ask the tree about each workflow that wants it; a failing tree degrades, never fails."""
+    for w in workflows:
+        if not w.request.enable_intelligence:
+            continue
+        context = w.request.intelligence_context or ""
+        ctx.events.emit(
+            w.workflow_id,
+            EventType.ONEXTREE_INTELLIGENCE_REQUESTED,
+            {"file_path": w.request.file_path, "context": context},
+        )
+        w.intelligence = tree.intelligence(w.request.file_path, context)
+        ctx.events.emit(
+            w.workflow_id,
+            EventType.ONEXTREE_INTELLIGENCE_RECEIVED,
+            {
+                "degraded": bool(w.intelligence.get("degraded")),
+                "purpose": w.intelligence.get("purpose"),
+                "reason": w.intelligence.get("reason"),
+            },
+        )
+        w.steps.append("intelligence")
+        ctx.events.step_completed(w.workflow_id, "intelligence")
+
+
+def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> None:
+    for w in workflows:
+        assert w.content is not None
+        w.file_hash = canonical_hash(w.content)
+        ctx.events.emit(
+            w.workflow_id,
+            EventType.BLAKE3_HASH_GENERATED,
+            {
+                "file_hash": w.file_hash,
+                "file_size": len(w.content),
+                "namespace": w.request.namespace,
+            },
+        )
+        w.steps.append("hash")
+        ctx.events.step_completed(w.workflow_id, "hash")
+
+
+def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> list[Workflow]:
+    """Stamp each workflow; return those stamped. A hash that disagrees fails the workflow."""
+    stamped, failures = [], []
+    now = datetime.now(UTC)
+    for w in workflows:
+        assert w.content is not None
+        try:
+            w.stamp = stamper.stamp(
+                w.content,
+                stamp_type=w.request.stamp_type,
+                file_path=w.request.file_path,
+                content_type=w.request.content_type,
+                now=now,
+                stamp_id=uuid.uuid5(STAMP_ID_NAMESPACE, str(w.workflow_id)),
+            )
+        except ValueError as exc:
+            failures.append(_failure(w, "stamp_rejected", str(exc), step="stamp"))
+            continue
+        if w.stamp.file_hash != w.file_hash:
+            failures.append(
+                _failure(
+                    w,
+                    "hash_mismatch",
+                    f"the stamp carries hash {w.stamp.file_hash} but the content hashes to"
+                    f" {w.file_hash}; check the stamping service version",
+                    step="stamp",
+                )
+            )
+            continue
+        ctx.events.emit(
+            w.workflow_id,
+            EventType.METADATA_STAMP_CREATED,
+            {
+                "stamp_id": str(w.stamp.stamp_id),
+                "stamp_type": w.stamp.stamp_type,
+                "file_hash": w.stamp.file_hash,
+                "namespace": w.request.namespace,
+            },
+        )
+        w.steps.append("stamp")
+        ctx.events.step_completed(w.workflow_id, "stamp")
+        stamped.append(w)
+    fail(ctx, failures)
+    return stamped
+
+
+def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
+    """Write back stamped files, store the stamps and complete the workflows."""
+    written, failures = [], []
+    for w in workflows:
+        problem = _write_back(ctx, w)
+        if problem is None:
+            written.append(w)
+        else:
+            failures.append(_failure(w, "write_back_failed", problem, step="record"))
+    fail(ctx, failures)
+    with ctx.engine.begin() as conn:
+        completed = store.complete(conn, [_completion(w) for w in written])
+    done = [w for w in written if w.workflow_id in completed]
+    for w in done:
+        w.steps.append("record")
+        w.state = WorkflowState.COMPLETED
+        ctx.events.step_completed(w.workflow_id, "record")
+        ctx.events.transition(
+            w.workflow_id, WorkflowState.PROCESSING, WorkflowState.COMPLETED, "stamp recorded"
+        )
+        ctx.events.emit(w.workflow_id, EventType.STAMP_WORKFLOW_COMPLETED, _summary(w))
+    return done
+
+
+@dataclass(frozen=True)
+class FailOutcome:
+    failed: set[UUID]
+    dead_lettered: set[str]
+
+
+def fail(ctx: Context, failures: Sequence[Failure]) -> FailOutcome:
+    """Persist, publish and dead-letter failures not handled before; say which were new."""
+    if not failures:
+        return FailOutcome(set(), set())
+    with ctx.engine.begin() as conn:
+        failed = store.fail(
+            conn,
+            {f.workflow_id: f"{f.code}: {f.reason}" for f in failures if f.workflow_id is not None},
+        )
+        fresh = store.new_dead_letters(conn, [_letter(ctx, f) for f in failures])
+    for f in failures:
+        if f.workflow_id in failed:
+            ctx.events.transition(
+                f.workflow_id, failed[f.workflow_id], WorkflowState.FAILED, f.reason
+            )
+            ctx.events.emit(
+                f.workflow_id,
+                EventType.STAMP_WORKFLOW_FAILED,
+                {"code": f.code, "error": f.reason, "step": f.step, "namespace": f.namespace},
+            )
+        if f.incoming.source in fresh:
+            ctx.sink.produce(
+                ctx.dlq_topic,
+                _dlq_key(f),
+                dead_letter_value(
+                    f.incoming.raw,
+                    f"{f.code}: {f.reason}",
+                    topic=f.incoming.topic,
+                    partition=f.incoming.partition,
+                    offset=f.incoming.offset,
+                ),
+            )
+    return FailOutcome(set(failed), fresh)
+
+
+def fail_stale(engine: Engine, events: WorkflowEvents, ids: Sequence[UUID], timeout_ms: int) -> int:
+    """Fail workflows that outlived their run; return how many were failed."""
+    reason = (
+        f"timed out: unfinished {timeout_ms} ms after its last change (its run died);"
+        " resubmit the request under a new workflow id"
+    )
+    with engine.begin() as conn:
+        failed = store.fail(conn, dict.fromkeys(ids, f"timeout: {reason}"))
+    for workflow_id, before in failed.items():
+        events.transition(workflow_id, before, WorkflowState.FAILED, reason)
+        events.emit(
+            workflow_id,
+            EventType.STAMP_WORKFLOW_FAILED,
+            {"code": "timeout", "error": reason, "step": "sweep"},
+        )
+    return len(failed)
+
+
+# --- admission -------------------------------------------------------------------------
+
+
+def _parse_all(ctx: Context, incoming: Sequence[Incoming]) -> tuple[list[Workflow], list[Failure]]:
+    parsed, failures = [], []
+    for item in incoming:
+        try:
+            request = parse_request(
+                item.raw,
+                default_namespace=ctx.default_namespace,
+                max_content_bytes=ctx.max_content_bytes,
+            )
+        except RequestRejected as exc:
+            workflow_id, namespace = _salvage(item.raw, ctx.default_namespace)
+            failures.append(
+                Failure(item, str(exc.code), exc.reason, workflow_id, namespace, "admit")
+            )
+            continue
+        parsed.append(Workflow(request=request, incoming=item))
+    return parsed, failures
+
+
+def _salvage(raw: bytes | None, default_namespace: str) -> tuple[UUID | None, str | None]:
+    """The workflow id (and namespace) of a rejected message, when it names a usable one."""
+    try:
+        payload = json.loads(raw or b"")["payload"]
+        workflow_id = UUID(str(payload["workflow_id"]))
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    namespace = payload.get("namespace")
+    if not isinstance(namespace, str) or not 0 < len(namespace) <= 255:
+        namespace = default_namespace
+    return workflow_id, namespace
+
+
+def _first_of_each(workflows: Sequence[Workflow]) -> tuple[list[Workflow], int]:
+    seen: dict[UUID, Workflow] = {}
+    for w in workflows:
+        seen.setdefault(w.workflow_id, w)
+    return list(seen.values()), len(workflows) - len(seen)
+
+
+def _resumable(row: store.ExistingWorkflow | None, run_id: str) -> bool:
+    # Only this run's own unfinished workflows resume (after a crash, the retry carries the
+    # same root run id); anything else is a duplicate, finished or owned by another run.
+    return row is not None and not is_terminal(row.state) and row.run_id == run_id
+
+
+def _new_row(w: Workflow) -> store.NewWorkflow:
+    r = w.request
+    return store.NewWorkflow(
+        r.workflow_id,
+        r.namespace,
+        r.file_path,
+        r.content_type,
+        r.stamp_type,
+        w.incoming.source,
+        r.requested_at,
+    )
+
+
+def _rejected_row(f: Failure) -> store.NewWorkflow:
+    assert f.workflow_id is not None and f.namespace is not None
+    return store.NewWorkflow(f.workflow_id, f.namespace, None, None, None, f.incoming.source, None)
+
+
+# --- content ---------------------------------------------------------------------------
+
+
+def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
+    inline = w.request.content_bytes()
+    if inline is not None:
+        w.content = inline
+        return None
+    try:
+        path = resolve_allowed_file(w.request.file_path, ctx.allowed_roots)
+    except TreeError as exc:
+        return "path_refused", str(exc)
+    size = path.stat().st_size
+    if size > ctx.max_content_bytes:
+        return (
+            "content_too_large",
+            f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
+            " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
+        )
+    w.content = path.read_bytes()
+    return None
+
+
+def _write_back(ctx: Context, w: Workflow) -> str | None:
+    if not w.request.write_back:
+        return None
+    assert w.stamp is not None
+    if w.stamp.stamped_content is None:
+        return "the file is not UTF-8 text, so the stamp cannot be written into it"
+    try:
+        path = resolve_allowed_file(w.request.file_path, ctx.allowed_roots)
+        _replace_atomically(path, w.stamp.stamped_content.encode())
+    except (TreeError, OSError) as exc:
+        return f"could not write the stamped file: {exc}"
+    return None
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    # Write beside the target and rename over it, so a reader sees the old or the new file,
+    # never half of one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".stamping")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- events and rows -------------------------------------------------------------------
+
+
+def _announce_start(ctx: Context, w: Workflow) -> None:
+    r = w.request
+    ctx.events.emit(
+        w.workflow_id,
+        EventType.STAMP_WORKFLOW_STARTED,
+        {
+            "namespace": r.namespace,
+            "file_path": r.file_path,
+            "content_type": r.content_type,
+            "stamp_type": r.stamp_type,
+            "run_id": ctx.run_id,
+            "source": w.incoming.source,
+        },
+        causation_id=r.request_event_id,
+    )
+    ctx.events.transition(
+        w.workflow_id, WorkflowState.PENDING, WorkflowState.PROCESSING, "validated"
+    )
+
+
+def _failure(w: Workflow, code: str, reason: str, *, step: str) -> Failure:
+    return Failure(w.incoming, code, reason, w.workflow_id, w.request.namespace, step)
+
+
+def _letter(ctx: Context, f: Failure) -> dict[str, Any]:
+    return {
+        "source": f.incoming.source,
+        "workflow_id": f.workflow_id,
+        "code": f.code,
+        "reason": f.reason,
+        "dlq_topic": ctx.dlq_topic,
+    }
+
+
+def _dlq_key(f: Failure) -> bytes:
+    return str(f.workflow_id).encode() if f.workflow_id else f.incoming.source.encode()
+
+
+def _completion(w: Workflow) -> store.Completion:
+    assert w.stamp is not None and w.content is not None
+    r = w.request
+    return store.Completion(
+        workflow_id=w.workflow_id,
+        file_size=len(w.content),
+        file_hash=w.stamp.file_hash,
+        stamp_id=w.stamp.stamp_id,
+        stamp_type=w.stamp.stamp_type,
+        stamp=w.stamp.stamp,
+        namespace=r.namespace,
+        file_path=r.file_path,
+        content_type=r.content_type,
+        metadata=r.metadata,
+        intelligence=w.intelligence,
+        steps=[*w.steps, "record"],
+    )
+
+
+def _summary(w: Workflow) -> dict[str, Any]:
+    assert w.stamp is not None and w.content is not None
+    r = w.request
+    requested = r.requested_at
+    latency_ms = None
+    if requested is not None:
+        latency_ms = round((datetime.now(UTC) - requested).total_seconds() * 1000, 3)
+    return {
+        "namespace": r.namespace,
+        "file_hash": w.stamp.file_hash,
+        "stamp_id": str(w.stamp.stamp_id),
+        "stamp_type": w.stamp.stamp_type,
+        "file_path": r.file_path,
+        "content_type": r.content_type,
+        "file_size": len(w.content),
+        "steps": w.steps,
+        "requested_at": None if requested is None else requested.isoformat(),
+        "latency_ms": latency_ms,
+    }
+
+
+def inline_incoming(raw: bytes, index: int) -> Incoming:
+    """An Incoming for a request given in run config; its source is its content's hash."""
+    digest = blake3.blake3(raw).hexdigest()[:32]
+    return Incoming(source=f"inline/{digest}", raw=raw, topic="inline", partition=-1, offset=index)
+
+
+def timed(action: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = action()
+    return result, time.perf_counter() - started

@@ -1,0 +1,117 @@
+"""Shared pieces for driving stamp_workflow against the real PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import dagster as dg
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from sqlalchemy import Engine, create_engine, text
+
+from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.orchestrator.ops import IO, WorkflowSettings
+from bridge_dagster.resources.kafka import KafkaResource
+from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.stamping import StampingResource
+from bridge_dagster.resources.tree import TreeResource
+
+
+def workflow_resources(
+    pg: PostgresAddress,
+    bootstrap: str,
+    request_topic: str,
+    workflow_topic: str,
+    allowed_root: Path,
+    *,
+    max_content_bytes: int = 100 * 1024 * 1024,
+) -> dict[str, Any]:
+    return {
+        "postgres": PostgresResource(
+            host=pg.host,
+            port=pg.port,
+            database=pg.database,
+            user=pg.user,
+            password=pg.password,
+            ssl_mode="disable",
+        ),
+        "kafka": KafkaResource(
+            bootstrap_servers=bootstrap, request_topic=request_topic, workflow_topic=workflow_topic
+        ),
+        "workflow_settings": WorkflowSettings(
+            max_content_bytes=max_content_bytes,
+            allowed_roots=[str(allowed_root)],
+            environment="test",
+        ),
+        "stamping": StampingResource(),
+        "tree": TreeResource(allowed_roots=[str(allowed_root)]),
+        IO: dg.mem_io_manager,
+    }
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    for key, value in messages:
+        producer.produce(topic, value, key)
+    assert producer.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes]]:
+    """Every message on the topic: (partition, offset, key, value)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "test-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    open_partitions, out = set(partitions), []
+    while open_partitions:
+        message = consumer.poll(10)
+        assert message is not None, f"timed out reading {topic}"
+        error = message.error()
+        if error is not None:
+            assert error.code() == KafkaError._PARTITION_EOF, error
+            open_partitions.discard(message.partition())
+            continue
+        out.append((message.partition(), message.offset(), message.key(), message.value()))
+    consumer.close()
+    return out
+
+
+def whole_topic_ranges(bootstrap: str, topic: str) -> dict[str, Any]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ranges = []
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        if high > low:
+            ranges.append({"topic": topic, "partition": p, "start": low, "end": high})
+    consumer.close()
+    return {"ops": {"load_requests": {"config": {"ranges": ranges}}}}
+
+
+def events_by_workflow(bootstrap: str, topic: str) -> dict[UUID, list[dict[str, Any]]]:
+    grouped: dict[UUID, list[dict[str, Any]]] = defaultdict(list)
+    for _, _, key, value in sorted(read_all(bootstrap, topic), key=lambda m: (m[0], m[1])):
+        envelope = json.loads(value)
+        assert key == envelope["correlation_id"].encode()
+        grouped[UUID(envelope["correlation_id"])].append(envelope)
+    return grouped
+
+
+def engine_for(pg: PostgresAddress) -> Engine:
+    return create_engine(pg.url())
+
+
+def count(engine: Engine, sql: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).scalar_one()
