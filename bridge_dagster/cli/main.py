@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
-from bridge_dagster.settings import ConfigError, load_settings
+from bridge_dagster.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 T = TypeVar("T")
 
@@ -26,12 +29,19 @@ Examples:
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Run the OmniNode Bridge on Dagster: stamping workflows and their reducers.
 
     Configuration comes from environment variables (see the README's table); a bad
-    value stops the command with a message naming the variable.
+    value stops the command with a message naming the variable. While `bridge-dagster dev`
+    runs in this directory, the other commands reach its PostgreSQL and broker without
+    any variable set.
     """
+    if ctx.invoked_subcommand != "dev":
+        from bridge_dagster.devstack.stack import adopt_running_stack
+
+        adopt_running_stack(Path(".data"))
 
 
 @main.command(
@@ -98,6 +108,47 @@ def migrate(revision: str) -> None:
 
 main.add_command(submit)
 main.add_command(status)
+
+
+@main.command(
+    epilog="""\b
+Examples:
+  bridge-dagster serve stamping --port 8053     the MetadataStamping API (/docs for OpenAPI)
+  bridge-dagster serve onextree --port 8058     the OnexTree API
+"""
+)
+@click.argument("service", type=click.Choice(["stamping", "onextree"]))
+@click.option("--port", type=click.IntRange(1, 65535), required=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+def serve(service: str, port: int, host: str) -> None:
+    """Serve the stamping or the tree engine over HTTP, speaking the original APIs.
+
+    API_KEY, when set, is required in X-API-Key on every route but health. The stamping
+    service answers GET /stamp/{file_hash} from PostgreSQL when POSTGRES_HOST is set.
+    """
+    import uvicorn
+
+    settings = _guarded(load_settings)
+    uvicorn.run(_service_app(service, settings), host=host, port=port, log_level=settings.log_level)
+
+
+def _service_app(service: str, settings: Settings) -> FastAPI:
+    if service == "onextree":
+        from bridge_dagster.services.onextree_app import create_onextree_app
+
+        return create_onextree_app(allowed_roots=settings.allowed_roots, api_key=settings.api_key)
+    from sqlalchemy import create_engine
+
+    from bridge_dagster.services.stamping_app import create_stamping_app, stamp_lookup_from_engine
+
+    lookup = None
+    if settings.postgres.host is not None:
+        lookup = stamp_lookup_from_engine(
+            create_engine(settings.postgres.url(), pool_pre_ping=True)
+        )
+    return create_stamping_app(
+        api_key=settings.api_key, max_content_bytes=settings.max_content_bytes, stamp_lookup=lookup
+    )
 
 
 def _guarded(action: Callable[[], T]) -> T:

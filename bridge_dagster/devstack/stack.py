@@ -25,6 +25,7 @@ from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.settings import Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = "dev.env"
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def run_dev_stack(options: DevOptions, say: Callable[[str], None]) -> int:
         env.update(_postgres_env(settings, options, stack, say))
         env.update(_kafka_env(settings, options, stack, say))
         _prepare(env, settings, say)
+        _publish_connection(options.data_dir, env, stack)
         env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir))
         env.update(_settings_env(settings))
         dagster = _start_dagster(env, options, stack, say)
@@ -117,6 +119,35 @@ def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]
     topics = [settings.request_topic, settings.workflow_topic, dlq_topic(settings.request_topic)]
     created = ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics)
     say(f"Topics: {len(created)} created, {len(topics) - len(created)} already there")
+
+
+def _publish_connection(data_dir: Path, env: dict[str, str], stack: ExitStack) -> None:
+    """Leave the stack's addresses for `submit`, `status` and `migrate` in other shells."""
+    path = data_dir / ENV_FILE
+    names = [name for name in env if name.startswith(("POSTGRES_", "KAFKA_BOOTSTRAP"))]
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{name}={env[name]}\n" for name in sorted(names)))
+    stack.callback(lambda: path.unlink(missing_ok=True))
+
+
+def adopt_running_stack(data_dir: Path) -> None:
+    """Take a running dev stack's addresses for variables the environment leaves unset."""
+    path = data_dir / ENV_FILE
+    if not path.exists() or not _stack_running(data_dir):
+        return
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        os.environ.setdefault(name, value)
+
+
+def _stack_running(data_dir: Path) -> bool:
+    with (data_dir / "dev.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
