@@ -17,11 +17,13 @@ from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.stamping import canonical_hash
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
+    HAPPY_PATH,
     count,
     engine_for,
     events_by_workflow,
     produce,
     read_all,
+    sensor_run_configs,
     whole_topic_ranges,
     workflow_resources,
 )
@@ -29,19 +31,6 @@ from tests.integration.workflow_harness import (
 pytestmark = pytest.mark.integration
 
 LIMIT = 20_000
-HAPPY_PATH = [
-    ("workflow_state_transition", "pending"),
-    ("stamp_workflow_started", None),
-    ("workflow_state_transition", "processing"),
-    ("workflow_step_completed", "validate"),
-    ("blake3_hash_generated", None),
-    ("workflow_step_completed", "hash"),
-    ("metadata_stamp_created", None),
-    ("workflow_step_completed", "stamp"),
-    ("workflow_step_completed", "record"),
-    ("workflow_state_transition", "completed"),
-    ("stamp_workflow_completed", None),
-]
 
 
 def _good_requests(root: Path, n: int) -> tuple[list[tuple[bytes, bytes]], dict[uuid.UUID, bytes]]:
@@ -131,7 +120,7 @@ def _run(
     return result.output_for_node("record_results")
 
 
-def test_mixed_batch_completes_the_good_and_dead_letters_the_bad(
+def test_mixed_batch_through_the_sensor_completes_the_good_and_dead_letters_the_bad(
     pg_address: PostgresAddress,
     kafka_bootstrap: str,
     topics: Topics,
@@ -139,17 +128,26 @@ def test_mixed_batch_completes_the_good_and_dead_letters_the_bad(
     outside_file: Path,
 ) -> None:
     good, contents = _good_requests(project_root, 950)
-    produce(kafka_bootstrap, topics.requests, good + _bad_requests(outside_file))
-
-    summary = _run(
+    produce(kafka_bootstrap, topics.requests, [*good, *_bad_requests(outside_file)])
+    resources = workflow_resources(
         pg_address,
         kafka_bootstrap,
-        topics,
+        topics.requests,
+        topics.workflow,
         project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
+        max_content_bytes=LIMIT,
     )
 
-    assert (summary["completed"], summary["failed"]) == (950, 50)
+    configs = sensor_run_configs(resources["kafka"], max_per_run=300)
+    summaries = []
+    for config in configs:
+        result = stamp_workflow.execute_in_process(run_config=config, resources=resources)
+        assert result.success
+        summaries.append(result.output_for_node("record_results"))
+
+    assert len(configs) >= 4
+    assert sum(s["completed"] for s in summaries) == 950
+    assert sum(s["failed"] for s in summaries) == 50
     engine = engine_for(pg_address)
     with engine.connect() as conn:
         rows = conn.exec_driver_sql(

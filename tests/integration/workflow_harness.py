@@ -13,11 +13,28 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.orchestrator.ops import IO, WorkflowSettings
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
+from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
+
+# The events of a workflow that completes, in order: (event_type, to_state or step).
+HAPPY_PATH = [
+    ("workflow_state_transition", "pending"),
+    ("stamp_workflow_started", None),
+    ("workflow_state_transition", "processing"),
+    ("workflow_step_completed", "validate"),
+    ("blake3_hash_generated", None),
+    ("workflow_step_completed", "hash"),
+    ("metadata_stamp_created", None),
+    ("workflow_step_completed", "stamp"),
+    ("workflow_step_completed", "record"),
+    ("workflow_state_transition", "completed"),
+    ("stamp_workflow_completed", None),
+]
 
 
 def workflow_resources(
@@ -97,6 +114,26 @@ def whole_topic_ranges(bootstrap: str, topic: str) -> dict[str, Any]:
             ranges.append({"topic": topic, "partition": p, "start": low, "end": high})
     consumer.close()
     return {"ops": {"load_requests": {"config": {"ranges": ranges}}}}
+
+
+def sensor_run_configs(kafka: KafkaResource, max_per_run: int) -> list[dict[str, Any]]:
+    """Tick the real request sensor until it has nothing new; return its runs' configs."""
+    sensor = build_stamp_request_sensor(
+        stamp_workflow,
+        max_requests_per_run=max_per_run,
+        max_queue_size=1_000_000,
+        interval_s=1,
+    )
+    cursor, configs = None, []
+    while True:
+        with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(), cursor=cursor, resources={"kafka": kafka}
+        ) as context:
+            result = sensor(context)
+        if isinstance(result, dg.SkipReason) or not result.run_requests:
+            return configs
+        configs += [request.run_config for request in result.run_requests]
+        cursor = result.cursor
 
 
 def events_by_workflow(bootstrap: str, topic: str) -> dict[UUID, list[dict[str, Any]]]:

@@ -1,0 +1,234 @@
+"""Launchpad runs, write-back, crash recovery and the stale-workflow sweeper."""
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.events.requests import build_request
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.orchestrator import workflow
+from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
+from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflows
+from bridge_dagster.orchestrator.ops import WorkflowSettings
+from bridge_dagster.stamping import canonical_hash, validate_content
+from tests.conftest import Topics
+from tests.integration.workflow_harness import (
+    HAPPY_PATH,
+    count,
+    engine_for,
+    events_by_workflow,
+    produce,
+    read_all,
+    whole_topic_ranges,
+    workflow_resources,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _resources(pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path) -> dict[str, Any]:
+    return workflow_resources(pg, bootstrap, topics.requests, topics.workflow, root)
+
+
+def test_a_launchpad_request_is_stamped_without_kafka_input(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    workflow_id = str(uuid.uuid4())
+    config = {
+        "ops": {
+            "load_requests": {
+                "config": {
+                    "requests": [
+                        {
+                            "workflow_id": workflow_id,
+                            "content": "print('hi')\n",
+                            "file_path": "hi.py",
+                            "content_type": "text/x-python",
+                            "stamp_type": "rich",
+                        }
+                    ]
+                }
+            }
+        }
+    }
+
+    result = stamp_workflow.execute_in_process(
+        run_config=config, resources=_resources(pg_address, kafka_bootstrap, topics, project_root)
+    )
+
+    assert result.output_for_node("record_results")["completed"] == 1
+    with engine_for(pg_address).connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT state, file_hash, stamp_type FROM workflow_executions"
+                " WHERE workflow_id = :w"
+            ),
+            {"w": workflow_id},
+        ).one()
+    assert tuple(row) == ("completed", canonical_hash("print('hi')\n"), "rich")
+
+
+def test_write_back_leaves_a_valid_stamp_in_the_file(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    path = project_root / "notes.md"
+    path.write_text("# Notes\n\nSome text.\n")
+    workflow_id = uuid.uuid4()
+    produce(
+        kafka_bootstrap,
+        topics.requests,
+        [
+            (
+                str(workflow_id).encode(),
+                build_request(
+                    workflow_id, environment="test", file_path=str(path), write_back=True
+                ),
+            )
+        ],
+    )
+
+    stamp_workflow.execute_in_process(
+        run_config=whole_topic_ranges(kafka_bootstrap, topics.requests),
+        resources=_resources(pg_address, kafka_bootstrap, topics, project_root),
+    )
+
+    stamped = path.read_text()
+    assert stamped.startswith("# ONEX:uid=")
+    assert validate_content(stamped).is_valid
+    assert not list(project_root.glob(".notes.md.*"))
+
+
+def test_a_retry_of_a_crashed_run_finishes_its_workflows_once(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    ids = [uuid.uuid4() for _ in range(20)]
+    produce(
+        kafka_bootstrap,
+        topics.requests,
+        [(str(w).encode(), build_request(w, environment="test", content=f"body {w}")) for w in ids],
+    )
+    config = whole_topic_ranges(kafka_bootstrap, topics.requests)
+    run_id = str(uuid.uuid4())
+    _crash_after_validation(pg_address, kafka_bootstrap, topics, project_root, run_id)
+    engine = engine_for(pg_address)
+    assert (
+        count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'processing'") == 20
+    )
+
+    # Dagster's run retry re-executes with the crashed run as root; execute_in_process
+    # takes that id directly.
+    result = stamp_workflow.execute_in_process(
+        run_config=config,
+        run_id=run_id,
+        resources=_resources(pg_address, kafka_bootstrap, topics, project_root),
+    )
+
+    assert result.output_for_node("record_results")["completed"] == 20
+    assert count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'completed'") == 20
+    assert count(engine, "SELECT count(*) FROM fsm_transitions") == 60
+    events = events_by_workflow(kafka_bootstrap, topics.workflow)
+    for workflow_id in ids:
+        envelopes = events[workflow_id]
+        # Events the crashed attempt had already sent come again with the same ids, so
+        # the distinct ids are exactly those of a workflow that never crashed.
+        assert len({e["event_id"] for e in envelopes}) == len(HAPPY_PATH)
+        assert envelopes[-1]["event_type"] == "stamp_workflow_completed"
+
+
+def _crash_after_validation(
+    pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str
+) -> None:
+    """Run admit and start under `run_id`, then stop, as a run killed mid-way would."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "crash", "enable.auto.commit": False}
+    )
+    ranges = whole_topic_ranges(bootstrap, topics.requests)["ops"]["load_requests"]["config"]
+    incoming = []
+    for r in ranges["ranges"]:
+        consumer.assign([TopicPartition(r["topic"], r["partition"], r["start"])])
+        for m in consumer.consume(r["end"] - r["start"], timeout=10):
+            incoming.append(
+                workflow.Incoming(
+                    f"{m.topic()}/{m.partition()}/{m.offset()}",
+                    m.value(),
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                )
+            )
+    consumer.close()
+    from confluent_kafka import Producer
+
+    sink = ProducerSink(Producer({"bootstrap.servers": bootstrap}))
+    ctx = workflow.Context(
+        engine=engine_for(pg),
+        events=WorkflowEvents(sink, topics.workflow, environment="test"),
+        sink=sink,
+        dlq_topic=dlq_topic(topics.requests),
+        run_id=run_id,
+        default_namespace="omninode.bridge",
+        max_content_bytes=1 << 20,
+        allowed_roots=(root,),
+    )
+    workflow.start(ctx, workflow.admit(ctx, incoming).accepted)
+    sink.flush()
+
+
+def test_the_sweeper_fails_workflows_that_outlived_their_run(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    engine = engine_for(pg_address)
+    stuck = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_executions (workflow_id, namespace, state, updated_at)"
+                " VALUES (:w, 'ns', 'processing', now() - interval '1 hour')"
+            ),
+            {"w": stuck},
+        )
+    resources = _resources(pg_address, kafka_bootstrap, topics, project_root)
+    resources["workflow_settings"] = WorkflowSettings(workflow_timeout_ms=60_000)
+
+    result = sweep_stale_workflows.execute_in_process(resources=resources)
+
+    assert result.output_for_node("sweep_stale") == 1
+    with engine.connect() as conn:
+        state, error = conn.execute(
+            text("SELECT state, error FROM workflow_executions WHERE workflow_id = :w"),
+            {"w": stuck},
+        ).one()
+    assert state == "failed"
+    assert "timed out" in error
+    events = events_by_workflow(kafka_bootstrap, topics.workflow)[stuck]
+    assert [e["event_type"] for e in events] == [
+        "workflow_state_transition",
+        "stamp_workflow_failed",
+    ]
+
+
+def test_the_sweeper_leaves_recent_workflows_alone(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    engine = engine_for(pg_address)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_executions (workflow_id, namespace, state)"
+                " VALUES (:w, 'ns', 'processing')"
+            ),
+            {"w": uuid.uuid4()},
+        )
+    resources = _resources(pg_address, kafka_bootstrap, topics, project_root)
+    resources["workflow_settings"] = WorkflowSettings(workflow_timeout_ms=60_000)
+
+    result = sweep_stale_workflows.execute_in_process(resources=resources)
+
+    assert result.output_for_node("sweep_stale") == 0
+    assert read_all(kafka_bootstrap, topics.workflow) == []
