@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from unittest.mock import patch
 
 from blake3 import blake3
 from hypothesis import assume, given
@@ -13,6 +14,7 @@ from bridge_dagster.stamping import (
     RICH_END,
     RICH_START,
     InvalidContent,
+    canonical,
     canonical_hash,
     find_stamps,
     stamp_content,
@@ -134,3 +136,38 @@ def test_long_unicode_whitespace_tails_are_stripped_like_str_strip(text: str, ta
     content = text + tail
 
     assert canonical_hash(content.encode()) == spec_canonical_hash(content)
+
+
+# Newline runs of every length, the whitespace that surrounds them, and stamps right
+# next to them; windows of a few bytes put window edges at every offset of a run.
+RUN_PIECES = st.sampled_from(
+    [
+        *("\n" * count for count in range(1, 11)),
+        "\r",
+        "\r\n",
+        " ",
+        "\t",
+        "\u2028",
+        "a",
+        "é",
+        "# ONEX:uid=x,hash=y",
+        RICH_START + "\nuid: x\n" + RICH_END,
+    ]
+)
+RUN_TEXT = st.lists(RUN_PIECES, max_size=40).map("".join)
+
+
+@given(RUN_TEXT, st.integers(min_value=1, max_value=12))
+def test_newline_runs_collapse_alike_wherever_the_window_edges_fall(text: str, window: int) -> None:
+    with patch.object(canonical, "_COLLAPSE_WINDOW_BYTES", window):
+        assert canonical_hash(text.encode()) == spec_canonical_hash(text)
+        assert canonical_hash(text) == spec_canonical_hash(text)
+
+
+def test_newline_runs_collapse_alike_across_a_full_size_window_edge() -> None:
+    window = canonical._COLLAPSE_WINDOW_BYTES
+    for count in range(3, 11):
+        for offset in range(-12, 13):
+            text = "a" * (window + offset) + "\n" * count + "\r\n\n\n b"
+
+            assert canonical_hash(text.encode()) == spec_canonical_hash(text), (count, offset)
