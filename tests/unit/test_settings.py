@@ -94,3 +94,10 @@ def test_every_documented_variable_is_read() -> None:
     env = _RecordingEnv()
     load_settings(env)
     assert {v.name for v in VARIABLES} <= env.read
+
+
+def test_the_readme_documents_every_variable_with_its_default() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for variable in VARIABLES:
+        default = f"`{variable.default}`" if variable.default else "—"
+        assert f"| `{variable.name}` | {default} |" in readme, variable.name
