@@ -8,12 +8,14 @@ import pytest
 from sqlalchemy import text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.events.requests import build_request
 from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflows
 from bridge_dagster.orchestrator.ops import WorkflowSettings
+from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.stamping import canonical_hash, validate_content
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
@@ -232,3 +234,34 @@ def test_the_sweeper_leaves_recent_workflows_alone(
 
     assert result.output_for_node("sweep_stale") == 0
     assert read_all(kafka_bootstrap, topics.workflow) == []
+
+
+def test_a_database_outage_fails_the_run_and_leaves_the_requests_for_a_retry(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    workflow_id = uuid.uuid4()
+    produce(
+        kafka_bootstrap,
+        topics.requests,
+        [
+            (
+                str(workflow_id).encode(),
+                build_request(workflow_id, environment="test", content="body"),
+            )
+        ],
+    )
+    resources = _resources(pg_address, kafka_bootstrap, topics, project_root)
+    resources["postgres"] = PostgresResource(
+        host="127.0.0.1", port=free_port(), password="unused", ssl_mode="disable"
+    )
+
+    result = stamp_workflow.execute_in_process(
+        run_config=whole_topic_ranges(kafka_bootstrap, topics.requests),
+        resources=resources,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    assert read_all(kafka_bootstrap, topics.requests_dlq) == []
+    # The request is still on its topic; the run's retry (or a re-execution) will read it.
+    assert count(engine_for(pg_address), "SELECT count(*) FROM workflow_executions") == 0
