@@ -222,15 +222,7 @@ def _consume_batches(
                 raise RuntimeError(m.error().str())
             if m.error() is not None:
                 continue
-            batch.append(
-                workflow.Incoming(
-                    f"{m.topic()}/{m.partition()}/{m.offset()}",
-                    m.value(),
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                )
-            )
+            batch.append(workflow.Incoming.from_message(m))
             seen += 1
             if len(batch) >= per_batch:
                 yield batch

@@ -116,16 +116,7 @@ def load_requests(
     with kafka.consumer() as consumer:
         for r in config.ranges:
             messages = kafka.read_range(consumer, r.topic, r.partition, r.start, r.end)
-            incoming += [
-                workflow.Incoming(
-                    f"{m.topic()}/{m.partition()}/{m.offset()}",
-                    m.value(),
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                )
-                for m in messages
-            ]
+            incoming += [workflow.Incoming.from_message(m) for m in messages]
     context.add_output_metadata(
         {
             "requests": len(incoming),

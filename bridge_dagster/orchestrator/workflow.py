@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import blake3
+from confluent_kafka import Message
 from sqlalchemy import Engine
 
 from bridge_dagster.events.requests import RequestRejected, StampRequest, parse_request
@@ -46,6 +47,11 @@ class Incoming:
     topic: str
     partition: int
     offset: int
+
+    @classmethod
+    def from_message(cls, message: Message) -> Incoming:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        return cls(f"{topic}/{partition}/{offset}", message.value(), topic, partition, offset)
 
 
 @dataclass

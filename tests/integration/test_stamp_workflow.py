@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,24 @@ def _run(
     return result.output_for_node("record_results")
 
 
+@pytest.fixture
+def run_topic(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> Callable[[], dict[str, Any]]:
+    """Run stamp_workflow once over everything on the request topic; return its summary."""
+
+    def run() -> dict[str, Any]:
+        return _run(
+            pg_address,
+            kafka_bootstrap,
+            topics,
+            project_root,
+            whole_topic_ranges(kafka_bootstrap, topics.requests),
+        )
+
+    return run
+
+
 def test_mixed_batch_through_the_sensor_completes_the_good_and_dead_letters_the_bad(
     pg_address: PostgresAddress,
     kafka_bootstrap: str,
@@ -162,20 +181,13 @@ def test_mixed_batch_through_the_sensor_completes_the_good_and_dead_letters_the_
 
 
 def test_each_kind_of_bad_request_is_named_in_its_dead_letter(
-    pg_address: PostgresAddress,
     kafka_bootstrap: str,
     topics: Topics,
-    project_root: Path,
     outside_file: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     produce(kafka_bootstrap, topics.requests, _bad_requests(outside_file))
-    _run(
-        pg_address,
-        kafka_bootstrap,
-        topics,
-        project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
-    )
+    run_topic()
     codes = [
         parse_dead_letter(v)["reason"].split(":")[0]
         for *_, v in read_all(kafka_bootstrap, topics.requests_dlq)
@@ -195,17 +207,11 @@ def test_rejected_workflows_with_an_id_are_failed_with_their_reason(
     pg_address: PostgresAddress,
     kafka_bootstrap: str,
     topics: Topics,
-    project_root: Path,
     outside_file: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     produce(kafka_bootstrap, topics.requests, _bad_requests(outside_file))
-    _run(
-        pg_address,
-        kafka_bootstrap,
-        topics,
-        project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
-    )
+    run_topic()
     engine = engine_for(pg_address)
     # Bad JSON and bad UUIDs name no workflow: those 15 live only in the dead-letter topic.
     assert (
@@ -223,20 +229,14 @@ def test_rejected_workflows_with_an_id_are_failed_with_their_reason(
 
 
 def test_events_of_a_workflow_arrive_in_order(
-    pg_address: PostgresAddress,
     kafka_bootstrap: str,
     topics: Topics,
     project_root: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     good, _ = _good_requests(project_root, 30)
     produce(kafka_bootstrap, topics.requests, [m for i, m in enumerate(good) if i % 3 != 2])
-    _run(
-        pg_address,
-        kafka_bootstrap,
-        topics,
-        project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
-    )
+    run_topic()
     for events in events_by_workflow(kafka_bootstrap, topics.workflow).values():
         seen = [
             (e["event_type"], e["payload"].get("to_state") or e["payload"].get("step"))
@@ -250,16 +250,11 @@ def test_every_transition_is_persisted(
     kafka_bootstrap: str,
     topics: Topics,
     project_root: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     good, _ = _good_requests(project_root, 20)
     produce(kafka_bootstrap, topics.requests, good)
-    _run(
-        pg_address,
-        kafka_bootstrap,
-        topics,
-        project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
-    )
+    run_topic()
     with engine_for(pg_address).connect() as conn:
         paths = (
             conn.exec_driver_sql(
@@ -278,17 +273,17 @@ def test_running_the_same_range_twice_adds_nothing(
     topics: Topics,
     project_root: Path,
     outside_file: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     good, _ = _good_requests(project_root, 60)
     produce(kafka_bootstrap, topics.requests, good + _bad_requests(outside_file))
-    config = whole_topic_ranges(kafka_bootstrap, topics.requests)
-    _run(pg_address, kafka_bootstrap, topics, project_root, config)
+    run_topic()
     engine = engine_for(pg_address)
     tables = ("workflow_executions", "fsm_transitions", "metadata_stamps", "dead_letters")
     before = {t: count(engine, f"SELECT count(*) FROM {t}") for t in tables}
     events_before = len(read_all(kafka_bootstrap, topics.workflow))
 
-    summary = _run(pg_address, kafka_bootstrap, topics, project_root, config)
+    summary = run_topic()
 
     assert {t: count(engine, f"SELECT count(*) FROM {t}") for t in tables} == before
     assert len(read_all(kafka_bootstrap, topics.workflow)) == events_before
@@ -301,16 +296,11 @@ def test_a_duplicate_workflow_id_is_processed_once(
     kafka_bootstrap: str,
     topics: Topics,
     project_root: Path,
+    run_topic: Callable[[], dict[str, Any]],
 ) -> None:
     good, _ = _good_requests(project_root, 3)
     produce(kafka_bootstrap, topics.requests, [*good, good[0], good[0]])
-    summary = _run(
-        pg_address,
-        kafka_bootstrap,
-        topics,
-        project_root,
-        whole_topic_ranges(kafka_bootstrap, topics.requests),
-    )
+    summary = run_topic()
     assert (summary["completed"], summary["duplicates"]) == (3, 2)
     engine = engine_for(pg_address)
     assert count(engine, "SELECT count(*) FROM workflow_executions") == 3

@@ -155,15 +155,7 @@ def _crash_after_validation(
     for r in ranges["ranges"]:
         consumer.assign([TopicPartition(r["topic"], r["partition"], r["start"])])
         for m in consumer.consume(r["end"] - r["start"], timeout=10):
-            incoming.append(
-                workflow.Incoming(
-                    f"{m.topic()}/{m.partition()}/{m.offset()}",
-                    m.value(),
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                )
-            )
+            incoming.append(workflow.Incoming.from_message(m))
     consumer.close()
     from confluent_kafka import Producer
 
