@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from typing import Any, Protocol
 
 import dagster as dg
-import httpx
 from pydantic import Field, PrivateAttr
 
+# Re-exported: callers time the retries through this module's BACKOFF_BASE_S.
+from bridge_dagster.resources.http_client import BACKOFF_BASE_S as BACKOFF_BASE_S
+from bridge_dagster.resources.http_client import (
+    EnvelopeClient,
+    ServiceRejected,
+    ServiceUnavailable,
+)
 from bridge_dagster.stamping import (
     InvalidContent,
     StampingError,
@@ -20,7 +25,6 @@ from bridge_dagster.stamping import (
     stamp_content,
 )
 
-BACKOFF_BASE_S = 0.2
 _STAMPING_PREFIX = "/api/v1/metadata-stamping"
 
 
@@ -144,11 +148,8 @@ class _HttpBackend:
     def __init__(
         self, service_url: str, timeout_s: float, max_retries: int, api_key: str | None
     ) -> None:
-        self.max_retries = max_retries
-        self.client = httpx.Client(
-            base_url=service_url.rstrip("/") + _STAMPING_PREFIX,
-            timeout=timeout_s,
-            headers={"X-API-Key": api_key} if api_key else {},
+        self.client = EnvelopeClient(
+            service_url.rstrip("/") + _STAMPING_PREFIX, timeout_s, max_retries, api_key
         )
 
     def stamp(
@@ -192,31 +193,16 @@ class _HttpBackend:
         self.client.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with retries on connection errors and 5xx; a 4xx is final.
-
-        Stamping stores nothing on the service, so repeating a request is safe.
-        """
-        failure: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(BACKOFF_BASE_S * 2 ** (attempt - 1))
-            try:
-                response = self.client.post(path, json=body)
-            except httpx.TransportError as exc:
-                failure = exc
-                continue
-            if response.status_code >= 500:
-                failure = StampingServiceUnavailable(_describe(response))
-                continue
-            if response.status_code >= 400:
-                raise StampingServiceRejected(_describe(response))
-            return response.json()["data"]
-        raise StampingServiceUnavailable(
-            f"stamping service at {self.client.base_url}{path} failed after "
-            f"{self.max_retries + 1} attempts ({type(failure).__name__}: {failure}); start it "
-            "(bridge-dagster serve stamping) or unset METADATA_STAMPING_SERVICE_URL to stamp "
-            "in process"
-        ) from failure
+        # Stamping stores nothing on the service, so the client may repeat a request.
+        try:
+            return self.client.post(path, body)
+        except ServiceRejected as exc:
+            raise StampingServiceRejected(str(exc)) from exc
+        except ServiceUnavailable as exc:
+            raise StampingServiceUnavailable(
+                f"stamping service: {exc}; check that it runs (bridge-dagster serve stamping) "
+                "or unset METADATA_STAMPING_SERVICE_URL to stamp in process"
+            ) from exc
 
 
 def _text(content: str | bytes) -> str:
@@ -229,11 +215,3 @@ def _text(content: str | bytes) -> str:
             "content is not valid UTF-8, and the stamping service takes text only; unset "
             "METADATA_STAMPING_SERVICE_URL to stamp binary content in process"
         ) from None
-
-
-def _describe(response: httpx.Response) -> str:
-    try:
-        message = response.json().get("message", "")
-    except (ValueError, AttributeError):  # not JSON, or JSON without the envelope
-        message = response.text[:200]
-    return f"{response.request.url} answered {response.status_code}: {message}"

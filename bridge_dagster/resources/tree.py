@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 import dagster as dg
-import httpx
 from pydantic import Field, PrivateAttr
 
 from bridge_dagster.onextree import ContextAnalysis, TreeEngine
-
-BACKOFF_BASE_S = 0.2
+from bridge_dagster.resources.http_client import (
+    EnvelopeClient,
+    ServiceRejected,
+    ServiceUnavailable,
+)
 
 
 class TreeServiceError(Exception):
@@ -113,12 +114,7 @@ class _HttpBackend:
     def __init__(
         self, service_url: str, timeout_s: float, max_retries: int, api_key: str | None
     ) -> None:
-        self.max_retries = max_retries
-        self.client = httpx.Client(
-            base_url=service_url,
-            timeout=timeout_s,
-            headers={"X-API-Key": api_key} if api_key else {},
-        )
+        self.client = EnvelopeClient(service_url, timeout_s, max_retries, api_key)
 
     def intelligence(
         self, file_path: str | None, context: str, project_root: str | None
@@ -126,40 +122,10 @@ class _HttpBackend:
         body: dict[str, Any] = {"context": context, "file_path": file_path}
         if project_root is not None:
             body["project_root"] = project_root
-        return self._post("/intelligence", body)
+        try:
+            return self.client.post("/intelligence", body)
+        except (ServiceRejected, ServiceUnavailable) as exc:
+            raise TreeServiceError(str(exc)) from exc
 
     def close(self) -> None:
         self.client.close()
-
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POSTs with retries on connection failures and 5xx; a 4xx is final."""
-        failure: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(BACKOFF_BASE_S * 2 ** (attempt - 1))
-            try:
-                response = self.client.post(path, json=body)
-            # A read timeout means the service is busy, not gone: retrying would only
-            # multiply the wait, so it is final like a 4xx.
-            except httpx.ReadTimeout:
-                raise
-            except httpx.TransportError as exc:
-                failure = exc
-                continue
-            if response.status_code >= 500:
-                failure = TreeServiceError(_describe(response))
-                continue
-            if response.status_code >= 400:
-                raise TreeServiceError(_describe(response))
-            return response.json()["data"]
-        raise TreeServiceError(
-            f"{self.client.base_url}{path} failed after {self.max_retries + 1} attempts: {failure}"
-        ) from failure
-
-
-def _describe(response: httpx.Response) -> str:
-    try:
-        message = response.json().get("message", "")
-    except (ValueError, AttributeError):  # not JSON, or JSON without the envelope
-        message = response.text[:200]
-    return f"{response.request.url} answered {response.status_code}: {message}"
