@@ -18,12 +18,17 @@ class StackError(RuntimeError):
     """The dev stack cannot start; the message says why and what to do."""
 
 
-def _die_with_parent() -> None:
+def _prepare_child() -> None:
     # A new session keeps the terminal's Ctrl-C away from the child, so the stack stops its
     # parts in order; PDEATHSIG still ends the child if the parent is killed outright.
     os.setsid()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Ignored signals survive exec, and a shell ignores SIGINT in `bridge-dagster dev &`;
+    # `stop` relies on these two, so a child that inherited them ignored would only end at
+    # the SIGKILL deadline (Dagster even maps SIGTERM to its SIGINT disposition).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def spawn(
@@ -44,7 +49,7 @@ def spawn(
             env=env,
             user=user,
             cwd=cwd,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_prepare_child,
         )
 
 
