@@ -54,17 +54,32 @@ def spawn(
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace_s: float = 20) -> None:
-    """Signal the child's whole process group, then kill whatever outlives the grace period."""
-    if process.poll() is not None:
+    """Signal the child's whole process group, then kill whatever outlives the grace period.
+
+    The group is signalled even when its leader has already exited: a process the leader
+    started (a code server, a run worker) is still a member, and Linux does not reuse a
+    process-group id while any member lives.
+    """
+    pgid = process.pid
+    if not _group_alive(pgid):
+        process.poll()
         return
+    os.killpg(pgid, sig)
+    deadline = time.monotonic() + grace_s
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        process.poll()
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        os.killpg(pgid, signal.SIGKILL)
+    process.wait()
+
+
+def _group_alive(pgid: int) -> bool:
     try:
-        os.killpg(process.pid, sig)
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        os.killpg(pgid, 0)
     except ProcessLookupError:
-        pass
+        return False
+    return True
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
