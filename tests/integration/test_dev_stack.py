@@ -325,6 +325,21 @@ def test_status_from_the_project_directory_reads_the_running_stacks_database(
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
+def test_submitted_demo_requests_complete_through_the_daemon(stack: SharedStack) -> None:
+    result = subprocess.run(
+        [str(CLI), "submit", "--demo", "40", "--wait", "--timeout", "150"],
+        cwd=stack.run.data_dir.parent,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert result.returncode == 0, result
+    assert "Completed 40, failed 0" in result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
 def test_ctrl_c_stops_every_part_and_leaves_no_process_behind(
     launch: Callable[..., DevRun],
 ) -> None:
