@@ -177,6 +177,7 @@ def _bare_loop(
         default_namespace="omninode.bridge",
         max_content_bytes=100 * 1024 * 1024,
         allowed_roots=(ROOT,),
+        warn=log,
     )
     stamp_content(b"warm up")
     with engine.connect():

@@ -6,7 +6,7 @@
 | sweep_stale_workflows_every_5_minutes   | orchestrator/jobs.py                    |
 | stamp_request_sensor                    | sensors/stamp_requests.py               |
 | postgres, kafka, stamping, tree         | resources/                              |
-| workflow_settings                       | orchestrator/ops.py                     |
+| workflow_settings                       | resources/workflow_settings.py          |
 
 Values come from `settings.py`, which checks every environment variable at load; secrets
 (POSTGRES_PASSWORD, API_KEY, EVENT_SIGNING_KEY) stay EnvVars so the UI shows only names.
@@ -17,11 +17,12 @@ from __future__ import annotations
 import dagster as dg
 
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_schedule, sweep_stale_workflows
-from bridge_dagster.orchestrator.ops import IO, WorkflowSettings
+from bridge_dagster.orchestrator.ops import IO
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
+from bridge_dagster.resources.workflow_settings import WorkflowSettings
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
 from bridge_dagster.settings import Settings, load_settings
 

@@ -37,7 +37,7 @@ workflow_executions = Table(
     Column("error", Text),
     Column("steps_executed", JSONB, nullable=False, server_default="[]"),
     Column("intelligence", JSONB),
-    Column("request_offset", String(64)),
+    Column("request_offset", Text),
     Column("run_id", String(64)),
     Column("duration_ms", Integer),
     Column("requested_at", DateTime(timezone=True)),

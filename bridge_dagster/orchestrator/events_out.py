@@ -84,7 +84,6 @@ class WorkflowEvents:
         self._topic = topic
         self._environment = environment
         self._signing_key = signing_key
-        self.count = 0
 
     def emit(
         self,
@@ -109,7 +108,6 @@ class WorkflowEvents:
         if self._signing_key is not None:
             headers = [("x-signature", sign(value, self._signing_key).encode())]
         self._sink.produce(self._topic, str(workflow_id).encode(), value, headers)
-        self.count += 1
         return event_id
 
     def transition(
@@ -133,6 +131,3 @@ class WorkflowEvents:
             {"step": step, **details},
             seq=STEP_SEQ[step],
         )
-
-    def flush(self) -> None:
-        self._sink.flush()

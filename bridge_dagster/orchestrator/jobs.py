@@ -19,7 +19,9 @@ INFRA_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENT
 @dg.job(
     executor_def=dg.in_process_executor,
     op_retry_policy=INFRA_RETRY,
-    tags={"bridge/kind": "stamping"},
+    # Outputs live in memory, so a retry must run every step again, not resume from the
+    # failed one; the steps are idempotent and resume the workflows themselves.
+    tags={"bridge/kind": "stamping", "dagster/retry_strategy": "ALL_STEPS"},
 )
 def stamp_workflow() -> None:
     """Stamp a batch of requests: load → validate → intelligence → hash → stamp → record.

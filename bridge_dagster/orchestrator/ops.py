@@ -1,10 +1,7 @@
 """The ops of `stamp_workflow`: each a short recipe around one step of `workflow.py`."""
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -12,13 +9,13 @@ import dagster as dg
 from pydantic import Field
 
 from bridge_dagster.events.requests import build_request
-from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
-from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
+from bridge_dagster.orchestrator.context import workflow_context
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
+from bridge_dagster.resources.workflow_settings import WorkflowSettings
 
 # Outputs pass between ops in memory: the job runs in process, and a re-execution starts
 # from load_requests anyway, since every step is idempotent.
@@ -53,17 +50,6 @@ class LoadRequestsConfig(dg.Config):
     requests: list[InlineRequest] = Field(default_factory=list)
 
 
-class WorkflowSettings(dg.ConfigurableResource):
-    """Limits and identity every step applies (DEFAULT_NAMESPACE, BRIDGE_MAX_CONTENT_BYTES, …)."""
-
-    default_namespace: str = "omninode.bridge"
-    max_content_bytes: int = 100 * 1024 * 1024
-    allowed_roots: list[str] = Field(default_factory=list)
-    environment: str = "dev"
-    signing_key: str | None = None
-    workflow_timeout_ms: int = 600_000
-
-
 @dataclass
 class Batch:
     """What flows from op to op: the live workflows and the run's running totals."""
@@ -71,36 +57,6 @@ class Batch:
     workflows: list[workflow.Workflow]
     counts: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-@contextmanager
-def _context(
-    context: dg.OpExecutionContext,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    settings: WorkflowSettings,
-) -> Iterator[workflow.Context]:
-    sink = ProducerSink(kafka.producer())
-    events = WorkflowEvents(
-        sink,
-        kafka.workflow_topic,
-        environment=settings.environment,
-        signing_key=settings.signing_key,
-    )
-    yield workflow.Context(
-        engine=postgres.engine(),
-        events=events,
-        sink=sink,
-        dlq_topic=dlq_topic(kafka.request_topic),
-        # A retried run carries its root's id, so it may resume the workflows the crashed
-        # attempt left unfinished.
-        run_id=context.run.root_run_id or context.run_id,
-        default_namespace=settings.default_namespace,
-        max_content_bytes=settings.max_content_bytes,
-        allowed_roots=tuple(Path(r) for r in settings.allowed_roots),
-    )
-    # Each step's events are on the broker before the next step starts.
-    sink.flush()
 
 
 @dg.op(out=dg.Out(io_manager_key=IO))
@@ -140,7 +96,7 @@ def validate_requests(
 ) -> Batch:
     """Parse and admit each request (pending), then load its content (processing)."""
     started = time.perf_counter()
-    with _context(context, postgres, kafka, workflow_settings) as ctx:
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         admission = workflow.admit(ctx, incoming)
         ready = workflow.start(ctx, admission.accepted)
     batch = Batch(workflows=ready)
@@ -166,7 +122,7 @@ def gather_intelligence(
 ) -> Batch:
     """Ask the project tree about each workflow that enabled intelligence."""
     started = time.perf_counter()
-    with _context(context, postgres, kafka, workflow_settings) as ctx:
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         workflow.gather_intelligence(ctx, batch.workflows, tree)
     asked = [w for w in batch.workflows if w.intelligence is not None]
     degraded = sum(1 for w in asked if w.intelligence and w.intelligence.get("degraded"))
@@ -185,7 +141,7 @@ def hash_content(
 ) -> Batch:
     """BLAKE3 of each workflow's canonical content."""
     started = time.perf_counter()
-    with _context(context, postgres, kafka, workflow_settings) as ctx:
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         workflow.hash_all(ctx, batch.workflows)
     batch.timings_s["hash"] = time.perf_counter() - started
     context.add_output_metadata(
@@ -208,7 +164,7 @@ def stamp_content(
 ) -> Batch:
     """Stamp each workflow's content, lightweight or rich as it asked."""
     started = time.perf_counter()
-    with _context(context, postgres, kafka, workflow_settings) as ctx:
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         stamped = workflow.stamp_all(ctx, batch.workflows, stamping)
     batch.counts["failed"] += len(batch.workflows) - len(stamped)
     batch.workflows = stamped
@@ -227,7 +183,7 @@ def record_results(
 ) -> dg.Output[dict[str, Any]]:
     """Store stamps, complete the workflows, and report the run's numbers."""
     started = time.perf_counter()
-    with _context(context, postgres, kafka, workflow_settings) as ctx:
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         done = workflow.record(ctx, batch.workflows)
     batch.counts["failed"] += len(batch.workflows) - len(done)
     batch.counts["completed"] = len(done)

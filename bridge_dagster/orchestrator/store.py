@@ -55,7 +55,28 @@ class Completion:
 
 
 def _rows(items: Iterable[dict[str, Any]]) -> str:
-    return json.dumps(list(items), default=str)
+    return json.dumps([_storable(item) for item in items], default=str)
+
+
+def _storable(value: Any) -> Any:
+    """PostgreSQL text and jsonb refuse NUL and lone surrogates; replace them, keep the rest.
+
+    They reach here from outside: a namespace salvaged from a rejected message, a file
+    name that is not UTF-8 on disk.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode()
+        return value
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def insert_pending(conn: Connection, workflows: Sequence[NewWorkflow], run_id: str) -> set[UUID]:
@@ -96,17 +117,6 @@ def existing(conn: Connection, ids: Iterable[UUID]) -> dict[UUID, ExistingWorkfl
         r.workflow_id: ExistingWorkflow(r.workflow_id, WorkflowState(r.state), r.run_id)
         for r in rows
     }
-
-
-def claim(conn: Connection, ids: Iterable[UUID], run_id: str) -> None:
-    """Mark unfinished workflows as handled by this run (a retry of a crashed one)."""
-    conn.execute(
-        text(
-            "UPDATE workflow_executions SET run_id = :run_id, updated_at = now()"
-            " WHERE workflow_id = ANY(CAST(:ids AS uuid[])) AND state IN ('pending', 'processing')"
-        ),
-        {"ids": [str(i) for i in ids], "run_id": run_id},
-    )
 
 
 def move(
@@ -194,39 +204,37 @@ def complete(conn: Connection, completions: Sequence[Completion]) -> set[UUID]:
         }
         for c in completions
     )
-    conn.execute(
-        text(
-            """
-            INSERT INTO metadata_stamps
-                (stamp_id, workflow_id, file_hash, namespace, stamp_type, stamp, file_path,
-                 content_type, file_size, metadata)
-            SELECT r.stamp_id, r.workflow_id, r.file_hash, r.namespace, r.stamp_type, r.stamp,
-                   r.file_path, r.content_type, r.file_size, r.metadata
-            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-                stamp_id uuid, workflow_id uuid, file_hash text, namespace text,
-                stamp_type text, stamp text, file_path text, content_type text,
-                file_size bigint, metadata jsonb)
-            ON CONFLICT DO NOTHING
-            """
-        ),
-        {"rows": rows},
-    )
+    # The stamp is stored only for workflows this statement completes, so a workflow that
+    # was failed (or completed) meanwhile gets no stamp row.
     done = conn.execute(
         text(
             """
-            UPDATE workflow_executions w
-            SET state = 'completed', file_hash = r.file_hash, stamp_id = r.stamp_id,
-                file_size = r.file_size, intelligence = r.intelligence,
-                steps_executed = r.steps, updated_at = now(), completed_at = now(),
-                duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
-            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-                workflow_id uuid, file_hash text, stamp_id uuid, file_size bigint,
-                intelligence jsonb, steps jsonb)
-            WHERE w.workflow_id = r.workflow_id AND w.state = 'processing'
-            RETURNING w.workflow_id
+            WITH r AS (
+                SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+                    workflow_id uuid, file_hash text, stamp_id uuid, file_size bigint,
+                    intelligence jsonb, steps jsonb, stamp_type text, stamp text,
+                    namespace text, file_path text, content_type text, metadata jsonb)),
+            done AS (
+                UPDATE workflow_executions w
+                SET state = 'completed', file_hash = r.file_hash, stamp_id = r.stamp_id,
+                    file_size = r.file_size, intelligence = r.intelligence,
+                    steps_executed = r.steps, updated_at = now(), completed_at = now(),
+                    duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
+                FROM r
+                WHERE w.workflow_id = r.workflow_id AND w.state = ANY(CAST(:sources AS text[]))
+                RETURNING w.workflow_id),
+            stamped AS (
+                INSERT INTO metadata_stamps
+                    (stamp_id, workflow_id, file_hash, namespace, stamp_type, stamp, file_path,
+                     content_type, file_size, metadata)
+                SELECT r.stamp_id, r.workflow_id, r.file_hash, r.namespace, r.stamp_type,
+                       r.stamp, r.file_path, r.content_type, r.file_size, r.metadata
+                FROM r JOIN done ON done.workflow_id = r.workflow_id
+                ON CONFLICT DO NOTHING)
+            SELECT workflow_id FROM done
             """
         ),
-        {"rows": rows},
+        {"rows": rows, "sources": [str(x) for x in allowed_sources(WorkflowState.COMPLETED)]},
     ).scalars()
     ids = set(done)
     _insert_transitions(
@@ -290,15 +298,21 @@ def new_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]]) -> set
     return set(created)
 
 
-def stale_workflows(conn: Connection, older_than_ms: int) -> list[UUID]:
-    return list(
-        conn.execute(
-            text(
-                "SELECT workflow_id FROM workflow_executions"
-                " WHERE state IN ('pending', 'processing')"
-                " AND updated_at < now() - make_interval(secs => :ms / 1000.0)"
-                " ORDER BY updated_at LIMIT 10000"
-            ),
-            {"ms": older_than_ms},
-        ).scalars()
+@dataclass(frozen=True)
+class StaleWorkflow:
+    workflow_id: UUID
+    namespace: str
+    run_id: str | None
+
+
+def stale_workflows(conn: Connection, older_than_ms: int) -> list[StaleWorkflow]:
+    rows = conn.execute(
+        text(
+            "SELECT workflow_id, namespace, run_id FROM workflow_executions"
+            " WHERE state IN ('pending', 'processing')"
+            " AND updated_at < now() - make_interval(secs => :ms / 1000.0)"
+            " ORDER BY updated_at LIMIT 10000"
+        ),
+        {"ms": older_than_ms},
     )
+    return [StaleWorkflow(r.workflow_id, r.namespace, r.run_id) for r in rows]

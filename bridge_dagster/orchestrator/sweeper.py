@@ -10,11 +10,20 @@ every time cannot crash runs forever. Its producer may resubmit it under a new w
 import dagster as dg
 
 from bridge_dagster.orchestrator import workflow
-from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
-from bridge_dagster.orchestrator.ops import WorkflowSettings
+from bridge_dagster.orchestrator.context import workflow_context
 from bridge_dagster.orchestrator.store import stale_workflows
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.workflow_settings import WorkflowSettings
+
+# A run with any of these statuses may still be working on its workflows.
+UNFINISHED = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 @dg.op
@@ -24,19 +33,25 @@ def sweep_stale(
     kafka: KafkaResource,
     workflow_settings: WorkflowSettings,
 ) -> int:
-    """Fail every workflow unfinished for longer than the timeout; return how many."""
+    """Fail every workflow unfinished past the timeout whose run has ended; return how many."""
+    timeout_ms = workflow_settings.workflow_timeout_ms
     with postgres.engine().connect() as conn:
-        stale = stale_workflows(conn, workflow_settings.workflow_timeout_ms)
-    sink = ProducerSink(kafka.producer())
-    events = WorkflowEvents(
-        sink,
-        kafka.workflow_topic,
-        environment=workflow_settings.environment,
-        signing_key=workflow_settings.signing_key,
+        stale = stale_workflows(conn, timeout_ms)
+    orphaned = [s for s in stale if not _run_alive(context.instance, s.run_id)]
+    with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
+        swept = workflow.fail_stale(ctx, orphaned, timeout_ms)
+    context.add_output_metadata(
+        {"stale_found": len(stale), "still_running": len(stale) - len(orphaned), "failed": swept}
     )
-    swept = workflow.fail_stale(
-        postgres.engine(), events, stale, workflow_settings.workflow_timeout_ms
-    )
-    sink.flush()
-    context.add_output_metadata({"stale_found": len(stale), "failed": swept})
     return swept
+
+
+def _run_alive(instance: dg.DagsterInstance, root_run_id: str | None) -> bool:
+    """Whether the run that owns a workflow, or a retry of it, may still finish it."""
+    if root_run_id is None:
+        return False
+    runs = instance.get_runs(dg.RunsFilter(run_ids=[root_run_id], statuses=UNFINISHED))
+    retries = instance.get_runs(
+        dg.RunsFilter(tags={"dagster/root_run_id": root_run_id}, statuses=UNFINISHED)
+    )
+    return bool(runs or retries)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,15 +23,25 @@ from uuid import UUID
 
 import blake3
 from confluent_kafka import Message
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from bridge_dagster.events.requests import RequestRejected, StampRequest, parse_request
+from bridge_dagster.events.requests import (
+    RequestRejected,
+    StampRequest,
+    is_valid_namespace,
+    parse_request,
+)
 from bridge_dagster.events.topics import dead_letter_value
 from bridge_dagster.events.types import EventType
 from bridge_dagster.onextree import TreeError, resolve_allowed_file
 from bridge_dagster.orchestrator import store
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
-from bridge_dagster.orchestrator.fsm import WorkflowState, is_terminal
+from bridge_dagster.orchestrator.fsm import (
+    IllegalTransition,
+    WorkflowState,
+    is_terminal,
+    transition,
+)
 from bridge_dagster.stamping import StampResult, canonical_hash
 
 # Fixed forever: stamp ids derive from workflow ids, so a re-run stamps with the same id.
@@ -115,6 +125,7 @@ class Context:
     default_namespace: str
     max_content_bytes: int
     allowed_roots: tuple[Path, ...]
+    warn: Callable[[str], None]
 
 
 @dataclass
@@ -129,31 +140,35 @@ def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
     """Parse, de-duplicate and create workflows (pending); reject the unparseable."""
     parsed, failures = _parse_all(ctx, incoming)
     unique, duplicates = _first_of_each(parsed)
-    rejected = [f for f in failures if f.workflow_id is not None]
-    with ctx.engine.begin() as conn:
+    # A bad message may name a workflow that a valid message (here or earlier) owns; only
+    # the first bad message for an id nobody else claims creates, and fails, that workflow.
+    failures = _own_ids_only(failures, {w.workflow_id for w in unique})
+    with publishing(ctx) as conn:
         created = store.insert_pending(
-            conn, [_new_row(w) for w in unique] + [_rejected_row(f) for f in rejected], ctx.run_id
+            conn,
+            [_new_row(w) for w in unique]
+            + [_rejected_row(f) for f in failures if f.workflow_id is not None],
+            ctx.run_id,
         )
         known = store.existing(conn, {w.workflow_id for w in unique} - created)
         resumed = [w for w in unique if _resumable(known.get(w.workflow_id), ctx.run_id)]
         for w in resumed:
             w.state = known[w.workflow_id].state
-        store.claim(conn, [w.workflow_id for w in resumed], ctx.run_id)
-    for w in unique:
-        if w.workflow_id in created:
-            ctx.events.transition(w.workflow_id, None, WorkflowState.PENDING, "request accepted")
-    for f in rejected:
-        if f.workflow_id in created:
-            ctx.events.transition(f.workflow_id, None, WorkflowState.PENDING, "request accepted")
+        for workflow_id in [w.workflow_id for w in unique] + [f.workflow_id for f in failures]:
+            if workflow_id in created:
+                ctx.events.transition(workflow_id, None, WorkflowState.PENDING, "request accepted")
+        # One that names an existing workflow (running or finished) leaves it alone.
+        failures = [
+            f if f.workflow_id in created else replace(f, workflow_id=None) for f in failures
+        ]
+        outcome = _fail(conn, ctx, failures)
     accepted = [w for w in unique if w.workflow_id in created] + resumed
-    outcome = fail(ctx, failures)
     # A rejection seen before (its workflow already failed, or its dead letter already sent)
     # is a duplicate like any other re-read message.
     fresh = sum(
         1
         for f in failures
-        if f.workflow_id in created
-        or (f.workflow_id is None and f.incoming.source in outcome.dead_lettered)
+        if f.workflow_id is not None or f.incoming.source in outcome.dead_lettered
     )
     return Admission(
         accepted=accepted,
@@ -164,29 +179,26 @@ def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
 
 
 def start(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
-    """Load each workflow's content and move it pending → processing."""
-    ready, failures = [], []
+    """Load each workflow's content and move it pending → processing; return those moving on."""
+    loaded, failures = [], []
     for w in workflows:
         problem = _load_content(ctx, w)
         if problem is None:
-            ready.append(w)
+            loaded.append(w)
         else:
             failures.append(_failure(w, *problem, step="validate"))
-    with ctx.engine.begin() as conn:
-        moved = store.move(
-            conn,
-            [w.workflow_id for w in ready if w.state is WorkflowState.PENDING],
-            WorkflowState.PROCESSING,
-            "validated",
-            started=True,
-        )
-    for w in ready:
-        if w.workflow_id in moved:
-            _announce_start(ctx, w)
-        w.state = WorkflowState.PROCESSING
-        w.steps.append("validate")
-        ctx.events.step_completed(w.workflow_id, "validate")
-    fail(ctx, failures)
+    pending = [w.workflow_id for w in loaded if w.state is WorkflowState.PENDING]
+    with publishing(ctx) as conn:
+        moved = store.move(conn, pending, WorkflowState.PROCESSING, "validated", started=True)
+        _warn_refused(ctx, conn, set(pending) - moved, WorkflowState.PROCESSING)
+        ready = [w for w in loaded if w.workflow_id in moved or w.state is WorkflowState.PROCESSING]
+        for w in ready:
+            if w.workflow_id in moved:
+                _announce_start(ctx, w)
+            w.state = WorkflowState.PROCESSING
+            w.steps.append("validate")
+            ctx.events.step_completed(w.workflow_id, "validate")
+        _fail(conn, ctx, failures)
     return ready
 
 
@@ -287,19 +299,44 @@ def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
             written.append(w)
         else:
             failures.append(_failure(w, "write_back_failed", problem, step="record"))
-    fail(ctx, failures)
-    with ctx.engine.begin() as conn:
+    with publishing(ctx) as conn:
+        _fail(conn, ctx, failures)
         completed = store.complete(conn, [_completion(w) for w in written])
-    done = [w for w in written if w.workflow_id in completed]
-    for w in done:
-        w.steps.append("record")
-        w.state = WorkflowState.COMPLETED
-        ctx.events.step_completed(w.workflow_id, "record")
-        ctx.events.transition(
-            w.workflow_id, WorkflowState.PROCESSING, WorkflowState.COMPLETED, "stamp recorded"
+        _warn_refused(
+            ctx, conn, {w.workflow_id for w in written} - completed, WorkflowState.COMPLETED
         )
-        ctx.events.emit(w.workflow_id, EventType.STAMP_WORKFLOW_COMPLETED, _summary(w))
+        done = [w for w in written if w.workflow_id in completed]
+        for w in done:
+            w.steps.append("record")
+            w.state = WorkflowState.COMPLETED
+            ctx.events.step_completed(w.workflow_id, "record")
+            ctx.events.transition(
+                w.workflow_id, WorkflowState.PROCESSING, WorkflowState.COMPLETED, "stamp recorded"
+            )
+            ctx.events.emit(w.workflow_id, EventType.STAMP_WORKFLOW_COMPLETED, _summary(w))
     return done
+
+
+@contextmanager
+def publishing(ctx: Context) -> Iterator[Connection]:
+    """A transaction whose events are on the broker before it commits.
+
+    Publishing first means a crash can never leave a committed state change without its
+    events: either the transaction rolls back and a retry does the step again, or the
+    commit fails after publishing and the retry republishes the same event ids.
+    """
+    with ctx.engine.begin() as conn:
+        yield conn
+        ctx.sink.flush()
+
+
+def _warn_refused(ctx: Context, conn: Connection, ids: set[UUID], target: WorkflowState) -> None:
+    """Report each transition the FSM refused; the refused workflows stop here."""
+    for workflow_id, row in store.existing(conn, ids).items():
+        try:
+            transition(row.state, target, workflow_id=workflow_id)
+        except IllegalTransition as exc:
+            ctx.warn(f"refused: {exc}")
 
 
 @dataclass(frozen=True)
@@ -310,14 +347,18 @@ class FailOutcome:
 
 def fail(ctx: Context, failures: Sequence[Failure]) -> FailOutcome:
     """Persist, publish and dead-letter failures not handled before; say which were new."""
+    with publishing(ctx) as conn:
+        return _fail(conn, ctx, failures)
+
+
+def _fail(conn: Connection, ctx: Context, failures: Sequence[Failure]) -> FailOutcome:
     if not failures:
         return FailOutcome(set(), set())
-    with ctx.engine.begin() as conn:
-        failed = store.fail(
-            conn,
-            {f.workflow_id: f"{f.code}: {f.reason}" for f in failures if f.workflow_id is not None},
-        )
-        fresh = store.new_dead_letters(conn, [_letter(ctx, f) for f in failures])
+    failed = store.fail(
+        conn,
+        {f.workflow_id: f"{f.code}: {f.reason}" for f in failures if f.workflow_id is not None},
+    )
+    fresh = store.new_dead_letters(conn, [_letter(ctx, f) for f in failures])
     for f in failures:
         if f.workflow_id in failed:
             ctx.events.transition(
@@ -343,21 +384,27 @@ def fail(ctx: Context, failures: Sequence[Failure]) -> FailOutcome:
     return FailOutcome(set(failed), fresh)
 
 
-def fail_stale(engine: Engine, events: WorkflowEvents, ids: Sequence[UUID], timeout_ms: int) -> int:
+def fail_stale(ctx: Context, stale: Sequence[store.StaleWorkflow], timeout_ms: int) -> int:
     """Fail workflows that outlived their run; return how many were failed."""
     reason = (
-        f"timed out: unfinished {timeout_ms} ms after its last change (its run died);"
+        f"timed out: unfinished {timeout_ms} ms after its last change and its run has ended;"
         " resubmit the request under a new workflow id"
     )
-    with engine.begin() as conn:
-        failed = store.fail(conn, dict.fromkeys(ids, f"timeout: {reason}"))
-    for workflow_id, before in failed.items():
-        events.transition(workflow_id, before, WorkflowState.FAILED, reason)
-        events.emit(
-            workflow_id,
-            EventType.STAMP_WORKFLOW_FAILED,
-            {"code": "timeout", "error": reason, "step": "sweep"},
-        )
+    namespaces = {s.workflow_id: s.namespace for s in stale}
+    with publishing(ctx) as conn:
+        failed = store.fail(conn, dict.fromkeys(namespaces, f"timeout: {reason}"))
+        for workflow_id, before in failed.items():
+            ctx.events.transition(workflow_id, before, WorkflowState.FAILED, reason)
+            ctx.events.emit(
+                workflow_id,
+                EventType.STAMP_WORKFLOW_FAILED,
+                {
+                    "code": "timeout",
+                    "error": reason,
+                    "step": "sweep",
+                    "namespace": namespaces[workflow_id],
+                },
+            )
     return len(failed)
 
 
@@ -391,9 +438,20 @@ def _salvage(raw: bytes | None, default_namespace: str) -> tuple[UUID | None, st
     except (ValueError, KeyError, TypeError):
         return None, None
     namespace = payload.get("namespace")
-    if not isinstance(namespace, str) or not 0 < len(namespace) <= 255:
+    if not isinstance(namespace, str) or not is_valid_namespace(namespace):
         namespace = default_namespace
     return workflow_id, namespace
+
+
+def _own_ids_only(failures: Sequence[Failure], taken: set[UUID]) -> list[Failure]:
+    seen = set(taken)
+    owned = []
+    for f in failures:
+        if f.workflow_id is not None and f.workflow_id in seen:
+            f = replace(f, workflow_id=None)
+        seen.add(f.workflow_id)
+        owned.append(f)
+    return owned
 
 
 def _first_of_each(workflows: Sequence[Workflow]) -> tuple[list[Workflow], int]:
@@ -435,18 +493,33 @@ def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
     if inline is not None:
         w.content = inline
         return None
+    requested = w.request.file_path or ""
+    if not Path(requested).is_absolute():
+        # A relative path would resolve against whichever directory the run worker has.
+        return (
+            "path_refused",
+            f"file_path {requested!r} is relative; send an absolute path"
+            " under BRIDGE_ALLOWED_ROOTS, or send the content inline",
+        )
     try:
-        path = resolve_allowed_file(w.request.file_path, ctx.allowed_roots)
+        path = resolve_allowed_file(requested, ctx.allowed_roots)
     except TreeError as exc:
         return "path_refused", str(exc)
-    size = path.stat().st_size
-    if size > ctx.max_content_bytes:
+    try:
+        size = path.stat().st_size
+        if size > ctx.max_content_bytes:
+            return (
+                "content_too_large",
+                f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
+                " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
+            )
+        w.content = path.read_bytes()
+    except OSError as exc:
         return (
-            "content_too_large",
-            f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
-            " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
+            "file_unreadable",
+            f"{path} could not be read ({exc.strerror or exc});"
+            " check that it exists and the workflow's user may read it",
         )
-    w.content = path.read_bytes()
     return None
 
 
@@ -565,9 +638,3 @@ def inline_incoming(raw: bytes, index: int) -> Incoming:
     """An Incoming for a request given in run config; its source is its content's hash."""
     digest = blake3.blake3(raw).hexdigest()[:32]
     return Incoming(source=f"inline/{digest}", raw=raw, topic="inline", partition=-1, offset=index)
-
-
-def timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - started

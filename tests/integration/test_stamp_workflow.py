@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events.requests import build_request
@@ -19,6 +20,7 @@ from bridge_dagster.stamping import canonical_hash
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
     HAPPY_PATH,
+    HAPPY_PATH_WITH_INTELLIGENCE,
     count,
     engine_for,
     events_by_workflow,
@@ -234,15 +236,68 @@ def test_events_of_a_workflow_arrive_in_order(
     project_root: Path,
     run_topic: Callable[[], dict[str, Any]],
 ) -> None:
-    good, _ = _good_requests(project_root, 30)
-    produce(kafka_bootstrap, topics.requests, [m for i, m in enumerate(good) if i % 3 != 2])
+    good, contents = _good_requests(project_root, 30)
+    produce(kafka_bootstrap, topics.requests, good)
     run_topic()
-    for events in events_by_workflow(kafka_bootstrap, topics.workflow).values():
+    events = events_by_workflow(kafka_bootstrap, topics.workflow)
+    assert events.keys() == contents.keys()
+    for envelopes in events.values():
         seen = [
             (e["event_type"], e["payload"].get("to_state") or e["payload"].get("step"))
-            for e in events
+            for e in envelopes
         ]
-        assert seen == HAPPY_PATH
+        asked = ("onextree_intelligence_requested", None) in seen
+        assert seen == (HAPPY_PATH_WITH_INTELLIGENCE if asked else HAPPY_PATH)
+    # File requests (i % 3 == 2) with i % 4 == 0 ask for intelligence: i = 8 and 20.
+    assert (
+        sum(
+            ("onextree_intelligence_received" in [e["event_type"] for e in envs])
+            for envs in events.values()
+        )
+        == 2
+    )
+
+
+def test_a_valid_request_is_not_failed_by_a_bad_message_with_its_id(
+    pg_address: PostgresAddress,
+    kafka_bootstrap: str,
+    topics: Topics,
+    run_topic: Callable[[], dict[str, Any]],
+) -> None:
+    workflow_id = uuid.uuid4()
+    valid = build_request(workflow_id, environment="test", content="fine")
+    twin = _envelope({"workflow_id": str(workflow_id), "content": "a", "stamp_type": "gold"})
+    produce(kafka_bootstrap, topics.requests, [(b"k", valid), (b"k", twin)])
+
+    summary = run_topic()
+
+    assert (summary["completed"], summary["dead_lettered"]) == (1, 1)
+    with engine_for(pg_address).connect() as conn:
+        state = conn.execute(
+            text("SELECT state FROM workflow_executions WHERE workflow_id = :w"), {"w": workflow_id}
+        ).scalar_one()
+    assert state == "completed"
+
+
+def test_a_rejected_message_with_an_unstorable_namespace_is_still_failed_and_dead_lettered(
+    pg_address: PostgresAddress,
+    kafka_bootstrap: str,
+    topics: Topics,
+    run_topic: Callable[[], dict[str, Any]],
+) -> None:
+    workflow_id = uuid.uuid4()
+    bad = _envelope({"workflow_id": str(workflow_id), "namespace": "bad\u0000ns"})
+    produce(kafka_bootstrap, topics.requests, [(None, bad)])
+
+    summary = run_topic()
+
+    assert (summary["failed"], summary["dead_lettered"]) == (1, 1)
+    with engine_for(pg_address).connect() as conn:
+        namespace = conn.execute(
+            text("SELECT namespace FROM workflow_executions WHERE workflow_id = :w"),
+            {"w": workflow_id},
+        ).scalar_one()
+    assert namespace == "omninode.bridge"
 
 
 def test_every_transition_is_persisted(

@@ -4,6 +4,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 from sqlalchemy import text
 
@@ -14,8 +15,8 @@ from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflows
-from bridge_dagster.orchestrator.ops import WorkflowSettings
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.workflow_settings import WorkflowSettings
 from bridge_dagster.stamping import canonical_hash, validate_content
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
@@ -169,6 +170,7 @@ def _crash_after_validation(
         default_namespace="omninode.bridge",
         max_content_bytes=1 << 20,
         allowed_roots=(root,),
+        warn=print,
     )
     workflow.start(ctx, workflow.admit(ctx, incoming).accepted)
     sink.flush()
@@ -257,3 +259,30 @@ def test_a_database_outage_fails_the_run_and_leaves_the_requests_for_a_retry(
     assert read_all(kafka_bootstrap, topics.requests_dlq) == []
     # The request is still on its topic; the run's retry (or a re-execution) will read it.
     assert count(engine_for(pg_address), "SELECT count(*) FROM workflow_executions") == 0
+
+
+def test_the_sweeper_spares_workflows_whose_run_is_still_going(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    # Any job serves: the sweeper looks only at whether the owning run has ended.
+    live_run = instance.create_run_for_job(
+        sweep_stale_workflows, status=dg.DagsterRunStatus.STARTED
+    )
+    engine = engine_for(pg_address)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_executions"
+                " (workflow_id, namespace, state, run_id, updated_at)"
+                " VALUES (:w, 'ns', 'processing', :r, now() - interval '1 hour')"
+            ),
+            {"w": uuid.uuid4(), "r": live_run.run_id},
+        )
+    resources = _resources(pg_address, kafka_bootstrap, topics, project_root)
+    resources["workflow_settings"] = WorkflowSettings(workflow_timeout_ms=60_000)
+
+    result = sweep_stale_workflows.execute_in_process(resources=resources, instance=instance)
+
+    assert result.output_for_node("sweep_stale") == 0
+    assert count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'failed'") == 0

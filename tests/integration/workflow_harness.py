@@ -14,11 +14,12 @@ from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.orchestrator.jobs import stamp_workflow
-from bridge_dagster.orchestrator.ops import IO, WorkflowSettings
+from bridge_dagster.orchestrator.ops import IO
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
+from bridge_dagster.resources.workflow_settings import WorkflowSettings
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
 
 # The events of a workflow that completes, in order: (event_type, to_state or step).
@@ -34,6 +35,15 @@ HAPPY_PATH = [
     ("workflow_step_completed", "record"),
     ("workflow_state_transition", "completed"),
     ("stamp_workflow_completed", None),
+]
+
+# The same with intelligence asked for: its three events come right after validation.
+HAPPY_PATH_WITH_INTELLIGENCE = [
+    *HAPPY_PATH[:4],
+    ("onextree_intelligence_requested", None),
+    ("onextree_intelligence_received", None),
+    ("workflow_step_completed", "intelligence"),
+    *HAPPY_PATH[4:],
 ]
 
 
