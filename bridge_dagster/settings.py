@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import urlsplit
 
+from bridge_dagster.db.urls import postgres_url
 from bridge_dagster.events.requests import is_valid_namespace
 from bridge_dagster.events.topics import DEFAULT_REQUEST_TOPIC, DEFAULT_WORKFLOW_TOPIC
 
@@ -34,7 +35,9 @@ class Variable:
 VARIABLES: tuple[Variable, ...] = (
     Variable("POSTGRES_HOST", None, "PostgreSQL host; unset: the dev stack starts an embedded one"),
     Variable("POSTGRES_PORT", "5432", "PostgreSQL port"),
-    Variable("POSTGRES_DATABASE", "omninode_bridge", "database name"),
+    Variable(
+        "POSTGRES_DATABASE", "omninode_bridge", "database name: letters, digits, _ -; at most 63"
+    ),
     Variable("POSTGRES_USER", "postgres", "database user"),
     Variable("POSTGRES_PASSWORD", None, "required with POSTGRES_HOST; never has a default"),
     Variable("POSTGRES_SSL_MODE", "prefer", "libpq sslmode: " + ", ".join(SSL_MODES)),
@@ -59,12 +62,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ORCHESTRATOR_CONCURRENCY", "10", "most stamp_workflow runs in progress at once"),
     Variable(
         "MAX_WORKFLOW_QUEUE_SIZE",
-        "1000",
-        "the request sensor pauses while queued + running runs exceed this",
+        "10000",
+        "requests (not runs) that queued + running stamp_workflow runs may hold; the request"
+        " sensor pauses when they reach it; at least MAX_REQUESTS_PER_RUN",
     ),
     Variable(
         "MAX_REQUESTS_PER_RUN",
-        "2000",
+        "1000",
         "most requests one stamp_workflow run handles; 1 gives a run per workflow",
     ),
     Variable("REQUEST_SENSOR_INTERVAL_S", "5", "seconds between request sensor ticks"),
@@ -112,11 +116,14 @@ class PostgresSettings:
                 "POSTGRES_HOST is not set; set it, or run `bridge-dagster dev`, which starts an"
                 " embedded PostgreSQL and sets it for you"
             )
-        auth = quote_plus(self.user) + (f":{quote_plus(self.password)}" if self.password else "")
-        query = f"?sslmode={self.ssl_mode}"
-        if self.host.startswith("/"):
-            return f"postgresql+psycopg2://{auth}@/{self.database}{query}&host={self.host}&port={self.port}"
-        return f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}{query}"
+        return postgres_url(
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            user=self.user,
+            password=self.password,
+            ssl_mode=self.ssl_mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,11 +154,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
     get = _Reader(env)
-    return Settings(
+    settings = Settings(
         postgres=PostgresSettings(
             host=get.optional("POSTGRES_HOST"),
             port=get.parsed("POSTGRES_PORT", _port, "is not a port number (1-65535)"),
-            database=get.text("POSTGRES_DATABASE"),
+            database=get.parsed(
+                "POSTGRES_DATABASE", _database, "is not a database name (1-63 of A-Z a-z 0-9 _ -)"
+            ),
             user=get.text("POSTGRES_USER"),
             password=_password(env),
             ssl_mode=get.choice("POSTGRES_SSL_MODE", SSL_MODES),
@@ -190,6 +199,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=get.choice("LOG_LEVEL", LOG_LEVELS),
         environment=get.text("ENVIRONMENT"),
     )
+    _check_queue_holds_a_run(settings)
+    return settings
+
+
+def _check_queue_holds_a_run(settings: Settings) -> None:
+    # The sensor counts the requests in queued and running runs; a limit below one run's
+    # size would pause it after a single run.
+    if settings.max_workflow_queue_size < settings.max_requests_per_run:
+        raise ConfigError(
+            f"MAX_WORKFLOW_QUEUE_SIZE={settings.max_workflow_queue_size} is smaller than"
+            f" MAX_REQUESTS_PER_RUN={settings.max_requests_per_run}, so the request sensor"
+            " would pause after one run; raise MAX_WORKFLOW_QUEUE_SIZE to at least"
+            " MAX_REQUESTS_PER_RUN (ideally several times it) or lower MAX_REQUESTS_PER_RUN"
+        )
 
 
 class _Reader:
@@ -278,6 +301,14 @@ def _bootstrap(value: str) -> str:
 
 def _namespace(value: str) -> str:
     if not is_valid_namespace(value):
+        raise ValueError(value)
+    return value
+
+
+def _database(value: str) -> str:
+    # Identifiers longer than 63 bytes are silently truncated by PostgreSQL.
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    if len(value) > 63 or not set(value) <= allowed:
         raise ValueError(value)
     return value
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote_plus
-
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy import Engine, create_engine
+
+from bridge_dagster.db.urls import postgres_url
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -26,10 +26,13 @@ class PostgresResource(dg.ConfigurableResource):
     _engine: Engine | None = PrivateAttr(default=None)
 
     def url(self) -> str:
-        auth = f"{quote_plus(self.user)}:{quote_plus(self.password)}"
-        return (
-            f"postgresql+psycopg2://{auth}@{self.host}:{self.port}/{self.database}"
-            f"?sslmode={self.ssl_mode}"
+        return postgres_url(
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            user=self.user,
+            password=self.password,
+            ssl_mode=self.ssl_mode,
         )
 
     def engine(self) -> Engine:

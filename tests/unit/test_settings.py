@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
 from bridge_dagster.settings import VARIABLES, ConfigError, load_settings
 
@@ -32,6 +33,8 @@ def test_defaults_apply_when_nothing_is_set() -> None:
         ("POSTGRES_SSL_MODE", "sometimes"),
         ("DEFAULT_NAMESPACE", "has spaces"),
         ("REQUEST_SENSOR_INTERVAL_S", "soon"),
+        ("POSTGRES_DATABASE", 'bridge"; DROP DATABASE x; --'),
+        ("POSTGRES_DATABASE", "d" * 64),
     ],
 )
 def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> None:
@@ -69,13 +72,32 @@ def test_an_allowed_root_that_is_not_a_directory_is_refused(tmp_path: Path) -> N
         load_settings({"BRIDGE_ALLOWED_ROOTS": str(tmp_path / "missing")})
 
 
-def test_the_url_escapes_the_password() -> None:
-    settings = load_settings(
-        {"POSTGRES_HOST": "db", "POSTGRES_PASSWORD": "p@ss/word", "POSTGRES_PORT": "6543"}
-    )
-    assert settings.postgres.url() == (
-        "postgresql+psycopg2://postgres:p%40ss%2Fword@db:6543/omninode_bridge?sslmode=prefer"
-    )
+def test_the_url_carries_a_password_with_a_space_and_a_plus_unchanged() -> None:
+    settings = load_settings({"POSTGRES_HOST": "db", "POSTGRES_PASSWORD": "a b+c@d/e%f:g"})
+    assert make_url(settings.postgres.url()).password == "a b+c@d/e%f:g"
+
+
+def test_a_database_name_with_a_hyphen_is_accepted() -> None:
+    assert load_settings({"POSTGRES_DATABASE": "bridge-dev_2"}).postgres.database == "bridge-dev_2"
+
+
+def test_by_default_the_queue_holds_several_full_runs() -> None:
+    settings = load_settings({})
+    assert (settings.max_requests_per_run, settings.max_workflow_queue_size) == (1000, 10000)
+
+
+def test_a_queue_smaller_than_one_run_is_refused_naming_both_variables() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MAX_WORKFLOW_QUEUE_SIZE": "500", "MAX_REQUESTS_PER_RUN": "1000"})
+    message = str(caught.value)
+    assert "MAX_WORKFLOW_QUEUE_SIZE=500" in message
+    assert "MAX_REQUESTS_PER_RUN=1000" in message
+    assert "raise MAX_WORKFLOW_QUEUE_SIZE" in message
+
+
+def test_a_queue_exactly_one_run_large_is_accepted() -> None:
+    settings = load_settings({"MAX_WORKFLOW_QUEUE_SIZE": "50", "MAX_REQUESTS_PER_RUN": "50"})
+    assert settings.max_workflow_queue_size == 50
 
 
 class _RecordingEnv(dict[str, str]):
