@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge_dagster.devstack.processes import StackError, port_accepts, spawn, stop, wait_until
@@ -68,7 +69,11 @@ class EmbeddedKafka:
 
 
 def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 3) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created.
+
+    A topic that another process creates between the listing and the creation counts as
+    already there, not as an error.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
@@ -77,9 +82,23 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
     )
+    created = []
     for topic, future in futures.items():
         try:
             future.result(timeout=15)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise _topic_error(topic, bootstrap_servers, exc) from exc
         except Exception as exc:
-            raise StackError(f"could not create topic {topic!r}: {exc}") from exc
-    return wanted
+            raise _topic_error(topic, bootstrap_servers, exc) from exc
+        else:
+            created.append(topic)
+    return created
+
+
+def _topic_error(topic: str, bootstrap_servers: str, exc: Exception) -> StackError:
+    return StackError(
+        f"could not create topic {topic!r} on the broker at {bootstrap_servers}: {exc}; check"
+        " that the broker runs and accepts the name, or point KAFKA_BOOTSTRAP_SERVERS at"
+        " another broker (unset it to use the embedded one)"
+    )

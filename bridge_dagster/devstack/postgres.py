@@ -17,6 +17,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge_dagster.db.urls import postgres_url
+from bridge_dagster.devstack.files import write_private
 from bridge_dagster.devstack.processes import StackError, spawn, stop, wait_until
 
 # The wheel resolves a runtime dir at import and warns when XDG_RUNTIME_DIR is unset; this
@@ -39,8 +41,14 @@ class PostgresAddress:
     database: str
 
     def url(self, database: str | None = None) -> str:
-        db = database or self.database
-        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{db}"
+        return postgres_url(
+            host=self.host,
+            port=self.port,
+            database=database or self.database,
+            user=self.user,
+            password=self.password,
+            ssl_mode="disable",
+        )
 
     def env(self) -> dict[str, str]:
         return {
@@ -104,8 +112,7 @@ class EmbeddedPostgres:
         path = self.data_dir / "postgres-password"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(24))
-            path.chmod(0o600)
+            write_private(path, secrets.token_urlsafe(24))
         return path.read_text().strip()
 
     def _initdb(self, user: str | None, password: str) -> None:
@@ -113,7 +120,8 @@ class EmbeddedPostgres:
             shutil.rmtree(self.pgdata)
         self.pgdata.mkdir(parents=True)
         pwfile = self.data_dir / ".pwfile"
-        pwfile.write_text(password)
+        write_private(pwfile, password)
+        # Handing it over keeps mode 0600: readable by the service user initdb runs as.
         if user is not None:
             _hand_over(self.pgdata, user)
             _hand_over(pwfile, user)
@@ -136,7 +144,11 @@ class EmbeddedPostgres:
                 user=user,
             )
         except subprocess.CalledProcessError as exc:
-            raise StackError(f"initdb failed:\n{exc.stderr.decode(errors='replace')}") from exc
+            raise StackError(
+                f"initdb failed for the data directory {self.pgdata}; fix the cause below and"
+                f" start again, or delete {self.data_dir} to initialise afresh (which loses the"
+                f" embedded database's data):\n{exc.stderr.decode(errors='replace')}"
+            ) from exc
         finally:
             pwfile.unlink(missing_ok=True)
 
@@ -152,6 +164,8 @@ class EmbeddedPostgres:
         except ProcessLookupError:
             pidfile.unlink()
             return
+        except PermissionError:
+            pass  # the pid belongs to another user's process, so it is alive
         raise StackError(
             f"a PostgreSQL server (pid {pid}) is already running on {self.pgdata}; stop the"
             " other `bridge-dagster dev` first"
@@ -173,7 +187,8 @@ class EmbeddedPostgres:
                 text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": self.database}
             ).scalar()
             if not exists:
-                conn.exec_driver_sql(f'CREATE DATABASE "{self.database}"')
+                name = conn.dialect.identifier_preparer.quote_identifier(self.database)
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
         engine.dispose()
 
 

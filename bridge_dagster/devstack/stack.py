@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from bridge_dagster.db.migrate import upgrade
+from bridge_dagster.devstack.files import write_private
 from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
 from bridge_dagster.devstack.postgres import EmbeddedPostgres
 from bridge_dagster.devstack.processes import StackError, require_free_port, spawn, stop, tail
@@ -45,11 +46,12 @@ def run_dev_stack(options: DevOptions, say: Callable[[str], None]) -> int:
         env = dict(os.environ)
         env.update(_postgres_env(settings, options, stack, say))
         env.update(_kafka_env(settings, options, stack, say))
-        _prepare(env, settings, say)
+        effective = load_settings(env)
+        _prepare(env, effective, say)
         _publish_connection(options.data_dir, env, stack)
         env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir))
-        env.update(_settings_env(settings))
-        dagster = _start_dagster(env, options, stack, say)
+        env.update(dagster_instance_env(effective))
+        dagster = _start_dagster(env, effective.log_level, options, stack, say)
         return _wait_for_stop(dagster, options, say)
 
 
@@ -113,8 +115,7 @@ def _kafka_env(
 
 
 def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]) -> None:
-    effective = load_settings(env)
-    upgrade(effective.postgres.url())
+    upgrade(settings.postgres.url())
     say("Database: migrated to head")
     topics = [settings.request_topic, settings.workflow_topic, dlq_topic(settings.request_topic)]
     created = ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics)
@@ -125,8 +126,7 @@ def _publish_connection(data_dir: Path, env: dict[str, str], stack: ExitStack) -
     """Leave the stack's addresses for `submit`, `status` and `migrate` in other shells."""
     path = data_dir / ENV_FILE
     names = [name for name in env if name.startswith(("POSTGRES_", "KAFKA_BOOTSTRAP"))]
-    path.touch(mode=0o600)
-    path.write_text("".join(f"{name}={env[name]}\n" for name in sorted(names)))
+    write_private(path, "".join(f"{name}={env[name]}\n" for name in sorted(names)))
     stack.callback(lambda: path.unlink(missing_ok=True))
 
 
@@ -150,9 +150,26 @@ def _stack_running(data_dir: Path) -> bool:
         return False
 
 
-def _settings_env(settings: Settings) -> dict[str, str]:
-    # dagster.yaml reads these through {env: …}; pin them so its values match the settings.
-    return {"ORCHESTRATOR_CONCURRENCY": str(settings.orchestrator_concurrency)}
+def dagster_instance_env(settings: Settings) -> dict[str, str]:
+    """Every variable dagster.yaml reads through {env: …}, from the effective settings.
+
+    A variable left unset to take the project's default is unset for Dagster too, which
+    has no such default and would fail to load its instance.
+    """
+    pg = settings.postgres
+    if pg.host is None or pg.password is None:
+        raise StackError(
+            "Dagster's instance needs POSTGRES_HOST and POSTGRES_PASSWORD; set both, or unset"
+            " POSTGRES_HOST to use the embedded PostgreSQL"
+        )
+    return {
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_DATABASE": pg.database,
+        "ORCHESTRATOR_CONCURRENCY": str(settings.orchestrator_concurrency),
+    }
 
 
 def _dagster_home(data_dir: Path) -> Path:
@@ -162,22 +179,33 @@ def _dagster_home(data_dir: Path) -> Path:
     return home
 
 
+def dagster_dev_command(ui_port: int, log_level: str) -> list[str]:
+    # LOG_LEVEL's values are the names `dagster dev --log-level` accepts.
+    return [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(ui_port),
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "--log-level",
+        log_level,
+    ]
+
+
 def _start_dagster(
-    env: dict[str, str], options: DevOptions, stack: ExitStack, say: Callable[[str], None]
+    env: dict[str, str],
+    log_level: str,
+    options: DevOptions,
+    stack: ExitStack,
+    say: Callable[[str], None],
 ) -> subprocess.Popen[bytes]:
     log_path = options.data_dir / "dagster.log"
     started = time.monotonic()
     process = spawn(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(options.ui_port),
-            "-w",
-            str(PROJECT_ROOT / "workspace.yaml"),
-        ],
+        dagster_dev_command(options.ui_port, log_level),
         log_path=log_path,
         env=env,
         cwd=PROJECT_ROOT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,10 +26,17 @@ import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.cli.main import main
-from bridge_dagster.devstack.processes import free_port, port_is_free, spawn
+from bridge_dagster.devstack import postgres as embedded_postgres
+from bridge_dagster.devstack.files import write_private
+from bridge_dagster.devstack.kafka import ensure_topics
+from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
+from bridge_dagster.devstack.processes import StackError, free_port, port_is_free, spawn
+from bridge_dagster.devstack.stack import PROJECT_ROOT, dagster_dev_command, dagster_instance_env
+from bridge_dagster.settings import LOG_LEVELS, load_settings
 
 CLI = Path(sys.executable).parent / "bridge-dagster"
 REQUIRED_JOBS = {"stamp_workflow", "sweep_stale_workflows"}
@@ -134,14 +142,16 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "KAFKA_"))}
 
 
-def _launch(data_dir: Path, ports: Ports, output_path: Path) -> DevRun:
+def _launch(
+    data_dir: Path, ports: Ports, output_path: Path, env: dict[str, str] | None = None
+) -> DevRun:
     with output_path.open("wb") as out:
         process = subprocess.Popen(
             [str(CLI), "dev", "--data-dir", str(data_dir), *ports.options()],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_clean_env(),
+            env=_clean_env() | (env or {}),
             start_new_session=True,
         )
     return DevRun(process, data_dir, ports, output_path)
@@ -192,11 +202,16 @@ def launch() -> Iterator[Callable[..., DevRun]]:
     outputs = Path(tempfile.mkdtemp(prefix="bridge-dev-output-"))
     created: list[Path] = []
 
-    def start(data_dir: Path | None = None, ports: Ports | None = None) -> DevRun:
+    def start(
+        data_dir: Path | None = None,
+        ports: Ports | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DevRun:
         if data_dir is None:
             data_dir = _new_data_dir()
             created.append(data_dir.parent)
-        run = _launch(data_dir, ports or Ports.free(), outputs / f"dev-{len(runs)}.txt")
+        output = outputs / f"dev-{len(runs)}.txt"
+        run = _launch(data_dir, ports or Ports.free(), output, env)
         runs.append(run)
         return run
 
@@ -437,3 +452,173 @@ def test_stack_children_do_not_inherit_an_ignored_sigint(tmp_path: Path) -> None
     ignored = int(log.read_text().split()[1], 16)
     assert not ignored & (1 << (signal.SIGINT - 1))
     assert not ignored & (1 << (signal.SIGTERM - 1))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(200)
+def test_the_stacks_secret_files_are_readable_by_their_owner_only(stack: SharedStack) -> None:
+    stack.run.wait_for_ready()
+    for path in (
+        stack.run.data_dir / "postgres" / "postgres-password",
+        stack.run.data_dir / "dev.env",
+    ):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+@pytest.mark.integration
+def test_a_private_file_written_over_a_world_readable_one_becomes_private(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secret"
+    path.write_text("old")
+    path.chmod(0o644)
+    previous = os.umask(0)
+    try:
+        write_private(path, "new")
+        write_private(tmp_path / "fresh", "new")
+    finally:
+        os.umask(previous)
+    assert path.read_text() == "new"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.integration
+def test_dagster_gets_every_variable_its_instance_config_reads_even_when_left_at_default() -> None:
+    read = set(re.findall(r"\{env: (\w+)\}", (PROJECT_ROOT / "dagster.yaml").read_text()))
+    settings = load_settings({"POSTGRES_HOST": "db.internal", "POSTGRES_PASSWORD": "a b+c"})
+
+    exported = dagster_instance_env(settings)
+
+    assert read <= set(exported), f"dagster.yaml reads {sorted(read - set(exported))} unset"
+    assert exported["POSTGRES_PORT"] == "5432"
+    assert exported["POSTGRES_USER"] == "postgres"
+    assert exported["POSTGRES_DATABASE"] == "omninode_bridge"
+    assert exported["POSTGRES_PASSWORD"] == "a b+c"
+
+
+@pytest.mark.integration
+def test_dagster_dev_accepts_every_log_level_and_is_given_the_configured_one() -> None:
+    help_text = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    accepted = re.search(r"--log-level \[([a-z|]+)\]", help_text)
+    assert accepted is not None, help_text
+    assert set(LOG_LEVELS) <= set(accepted.group(1).split("|"))
+    command = dagster_dev_command(3000, "warning")
+    assert command[command.index("--log-level") + 1] == "warning"
+
+
+@pytest.fixture
+def external_database(postgres: PostgresAddress) -> Iterator[PostgresAddress]:
+    """The default database name on the session server, standing in for a user's own server."""
+    admin = create_engine(postgres.url("postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS omninode_bridge WITH (FORCE)")
+        conn.exec_driver_sql("CREATE DATABASE omninode_bridge")
+    yield PostgresAddress(
+        postgres.host, postgres.port, postgres.user, postgres.password, "omninode_bridge"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS omninode_bridge WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_dev_runs_against_an_external_database_given_only_its_address_and_password(
+    external_database: PostgresAddress, launch: Callable[..., DevRun]
+) -> None:
+    # POSTGRES_USER and POSTGRES_DATABASE stay unset, so their defaults apply; the port
+    # has to be given only because the session server is not on 5432.
+    run = launch(
+        env={
+            "POSTGRES_HOST": external_database.host,
+            "POSTGRES_PORT": str(external_database.port),
+            "POSTGRES_PASSWORD": external_database.password,
+        }
+    )
+    run.wait_for_ready()
+    entry = _bridge_location(run.ports.ui)
+    code, _ = run.ctrl_c()
+
+    output = run.output()
+    assert f"PostgreSQL: using {external_database.host}:{external_database.port}" in output
+    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+    assert code == 0, output
+
+
+def _throwaway_dir() -> Path:
+    # Not under pytest's tmp dir, which is 0700: PostgreSQL runs unprivileged under root.
+    return Path(tempfile.mkdtemp(prefix="bridge-pg-test-"))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_database_name_with_a_quote_and_a_hyphen_is_created() -> None:
+    data_dir = _throwaway_dir()
+    server = EmbeddedPostgres(data_dir, free_port(), database='odd"name-db')
+    try:
+        address = server.start()
+        engine = create_engine(address.url())
+        with engine.connect() as conn:
+            name = conn.exec_driver_sql("SELECT current_database()").scalar()
+        engine.dispose()
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert name == 'odd"name-db'
+
+
+@pytest.mark.integration
+def test_a_pidfile_naming_another_users_process_counts_as_a_running_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data_dir = _throwaway_dir()
+    server = EmbeddedPostgres(data_dir, free_port())
+    server.pgdata.mkdir(parents=True)
+    (server.pgdata / "PG_VERSION").write_text("17\n")
+    (server.pgdata / "postmaster.pid").write_text("4242\n")
+
+    def not_permitted(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(embedded_postgres.os, "kill", not_permitted)
+    try:
+        with pytest.raises(StackError, match=r"pid 4242.*already running"):
+            server.start()
+        assert (server.pgdata / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_a_topic_created_meanwhile_by_someone_else_counts_as_already_there(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = f"race-{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(kafka_bootstrap, [topic]) == [topic]
+
+    # The listing misses the topic, as if another process created it just after.
+    class LateListing(AdminClient):
+        def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+            metadata = super().list_topics(*args, **kwargs)
+            metadata.topics = {}
+            return metadata
+
+    monkeypatch.setattr("bridge_dagster.devstack.kafka.AdminClient", LateListing)
+    assert ensure_topics(kafka_bootstrap, [topic]) == []
+
+
+@pytest.mark.integration
+def test_a_topic_the_broker_refuses_names_the_broker_and_the_variable(
+    kafka_bootstrap: str,
+) -> None:
+    with pytest.raises(StackError) as refused:
+        ensure_topics(kafka_bootstrap, ["not a valid topic!"])
+    assert kafka_bootstrap in str(refused.value)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in str(refused.value)
