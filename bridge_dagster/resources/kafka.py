@@ -24,7 +24,6 @@ class KafkaResource(dg.ConfigurableResource):
     bootstrap_servers: str
     request_topic: str
     workflow_topic: str
-    signing_key: str | None = None
     timeout_s: float = 10.0
 
     _producer: Producer | None = PrivateAttr(default=None)
@@ -44,17 +43,6 @@ class KafkaResource(dg.ConfigurableResource):
                 }
             )
         return self._producer
-
-    def flush(self) -> None:
-        """Wait for every queued message; raise if any could not be delivered."""
-        if self._producer is None:
-            return
-        remaining = self._producer.flush(self.timeout_s * 3)
-        if remaining:
-            raise BrokerUnavailable(
-                f"{remaining} messages were not delivered to {self.bootstrap_servers} within"
-                f" {self.timeout_s * 3:.0f} s; check KAFKA_BOOTSTRAP_SERVERS and the broker"
-            )
 
     @contextmanager
     def consumer(self) -> Iterator[Consumer]:
@@ -114,7 +102,9 @@ class KafkaResource(dg.ConfigurableResource):
                 raise BrokerUnavailable(
                     f"no messages from {topic}[{partition}] at offset"
                     f" {messages[-1].offset() + 1 if messages else start} within"
-                    f" {self.timeout_s:.0f} s although the range ends at {end}"
+                    f" {self.timeout_s:.0f} s although the range ends at {end}; check that the"
+                    f" broker at {self.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is up, then"
+                    " re-execute the run (safe: every step is idempotent)"
                 )
             for message in batch:
                 error = message.error()

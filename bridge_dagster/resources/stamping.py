@@ -9,8 +9,6 @@ from typing import Any, Protocol
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-# Re-exported: callers time the retries through this module's BACKOFF_BASE_S.
-from bridge_dagster.resources.http_client import BACKOFF_BASE_S as BACKOFF_BASE_S
 from bridge_dagster.resources.http_client import (
     EnvelopeClient,
     ServiceRejected,
@@ -21,7 +19,6 @@ from bridge_dagster.stamping import (
     StampingError,
     StampResult,
     StampType,
-    canonical_hash,
     stamp_content,
 )
 
@@ -47,8 +44,6 @@ class _Backend(Protocol):
         stamp_id: uuid.UUID | None,
         now: datetime | None,
     ) -> StampResult: ...
-
-    def hash(self, content: str | bytes) -> str: ...
 
     def close(self) -> None: ...
 
@@ -105,10 +100,6 @@ class StampingResource(dg.ConfigurableResource):
             now=now,
         )
 
-    def hash(self, content: str | bytes) -> str:
-        """The canonical hash of `content`: the hash a stamp of it carries."""
-        return self._ready().hash(content)
-
     def _ready(self) -> _Backend:
         if self._backend is None:
             raise RuntimeError(
@@ -136,9 +127,6 @@ class _EngineBackend:
             stamp_id=stamp_id,
             now=now,
         )
-
-    def hash(self, content: str | bytes) -> str:
-        return canonical_hash(content)
 
     def close(self) -> None:
         """Nothing to release: the engine holds no connections."""
@@ -184,10 +172,6 @@ class _HttpBackend:
             file_size=data["file_size"],
             content_parts=None if text is None else (text,),
         )
-
-    def hash(self, content: str | bytes) -> str:
-        # POST /hash hashes raw bytes; the canonical hash is what /validate reports.
-        return self._post("/validate", {"content": _text(content)})["current_hash"]
 
     def close(self) -> None:
         self.client.close()

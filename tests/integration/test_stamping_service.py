@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import create_engine
 
 from bridge_dagster.db.tables import metadata_stamps
+from bridge_dagster.resources.http_client import BACKOFF_BASE_S
 from bridge_dagster.resources.stamping import (
-    BACKOFF_BASE_S,
     StampingResource,
     StampingServiceRejected,
     StampingServiceUnavailable,
@@ -71,9 +71,11 @@ def test_a_stamp_made_by_the_service_equals_the_in_process_stamp(service_url: st
     assert remote.stamped_content == local.stamped_content
 
 
-def test_the_resource_hash_through_the_service_is_the_canonical_hash(service_url: str) -> None:
+def test_a_stamp_through_the_service_carries_the_canonical_hash(service_url: str) -> None:
     with stamping(service_url) as resource:
-        assert resource.hash("\n" + CONTENT + "\n\n\n") == canonical_hash(CONTENT)
+        result = resource.stamp("\n" + CONTENT + "\n\n\n")
+
+    assert result.file_hash == canonical_hash(CONTENT)
 
 
 def test_the_service_validates_content_it_stamped(service_url: str) -> None:
