@@ -72,7 +72,11 @@ VARIABLES: tuple[Variable, ...] = (
         "most requests one stamp_workflow run handles; 1 gives a run per workflow",
     ),
     Variable("REQUEST_SENSOR_INTERVAL_S", "5", "seconds between request sensor ticks"),
-    Variable("AGGREGATION_BATCH_SIZE", "100", "events the landing job writes per statement"),
+    Variable(
+        "AGGREGATION_BATCH_SIZE",
+        "100",
+        "events the reducer's landing will write per statement (the reducer is to come)",
+    ),
     Variable(
         "ORCHESTRATOR_WORKFLOW_TIMEOUT_MS",
         "600000",
