@@ -312,13 +312,14 @@ def _daemon_env(
     env.update(
         {
             "DAGSTER_HOME": str(home),
+            "DAGSTER_POSTGRES_URL": address.url(),
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_REQUEST_TOPIC": topics["requests"],
             "KAFKA_WORKFLOW_TOPIC": topics["workflow"],
             "MAX_REQUESTS_PER_RUN": str(per_run),
             "MAX_WORKFLOW_QUEUE_SIZE": str(per_run * concurrency * 2),
             "ORCHESTRATOR_CONCURRENCY": str(concurrency),
-            "REQUEST_SENSOR_INTERVAL_S": "1",
+            "REQUEST_SENSOR_INTERVAL_S": "5",
             "BRIDGE_ALLOWED_ROOTS": str(ROOT),
         }
     )

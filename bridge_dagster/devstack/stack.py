@@ -163,11 +163,8 @@ def dagster_instance_env(settings: Settings) -> dict[str, str]:
             " POSTGRES_HOST to use the embedded PostgreSQL"
         )
     return {
-        "POSTGRES_HOST": pg.host,
-        "POSTGRES_PORT": str(pg.port),
-        "POSTGRES_USER": pg.user,
-        "POSTGRES_PASSWORD": pg.password,
-        "POSTGRES_DATABASE": pg.database,
+        # One URL carries host, port, user, password, database and POSTGRES_SSL_MODE.
+        "DAGSTER_POSTGRES_URL": pg.url(),
         "ORCHESTRATOR_CONCURRENCY": str(settings.orchestrator_concurrency),
     }
 

@@ -27,7 +27,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from bridge_dagster.cli.main import main
 from bridge_dagster.devstack import postgres as embedded_postgres
@@ -491,10 +491,15 @@ def test_dagster_gets_every_variable_its_instance_config_reads_even_when_left_at
     exported = dagster_instance_env(settings)
 
     assert read <= set(exported), f"dagster.yaml reads {sorted(read - set(exported))} unset"
-    assert exported["POSTGRES_PORT"] == "5432"
-    assert exported["POSTGRES_USER"] == "postgres"
-    assert exported["POSTGRES_DATABASE"] == "omninode_bridge"
-    assert exported["POSTGRES_PASSWORD"] == "a b+c"
+    url = make_url(exported["DAGSTER_POSTGRES_URL"])
+    assert (url.host, url.port, url.username, url.database) == (
+        "db.internal",
+        5432,
+        "postgres",
+        "omninode_bridge",
+    )
+    assert url.password == "a b+c"
+    assert url.query["sslmode"] == "prefer"
 
 
 @pytest.mark.integration
