@@ -319,7 +319,7 @@ def _daemon_env(
             "MAX_REQUESTS_PER_RUN": str(per_run),
             "MAX_WORKFLOW_QUEUE_SIZE": str(per_run * concurrency * 2),
             "ORCHESTRATOR_CONCURRENCY": str(concurrency),
-            "REQUEST_SENSOR_INTERVAL_S": "5",
+            "REQUEST_SENSOR_INTERVAL_S": "1",
             "BRIDGE_ALLOWED_ROOTS": str(ROOT),
         }
     )

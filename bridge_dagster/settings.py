@@ -71,7 +71,11 @@ VARIABLES: tuple[Variable, ...] = (
         "1000",
         "most requests one stamp_workflow run handles; 1 gives a run per workflow",
     ),
-    Variable("REQUEST_SENSOR_INTERVAL_S", "5", "seconds between request sensor ticks"),
+    Variable(
+        "REQUEST_SENSOR_INTERVAL_S",
+        "1",
+        "least seconds between request sensor ticks; the daemon's loop adds up to 5",
+    ),
     Variable(
         "AGGREGATION_BATCH_SIZE",
         "100",
