@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from unittest.mock import patch
 
+import pytest
 from blake3 import blake3
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -171,3 +173,42 @@ def test_newline_runs_collapse_alike_across_a_full_size_window_edge() -> None:
             text = "a" * (window + offset) + "\n" * count + "\r\n\n\n b"
 
             assert canonical_hash(text.encode()) == spec_canonical_hash(text), (count, offset)
+
+
+# Words each followed by a newline run, several runs to a window: runs of three are
+# joined over, runs of four or more cut the window into parts, and window edges fall
+# at every offset of both.
+WORD_RUNS = st.lists(
+    st.tuples(st.text(alphabet="aé\r \t", min_size=1, max_size=6), st.integers(0, 9)),
+    max_size=30,
+).map(lambda parts: "".join(word + "\n" * count for word, count in parts))
+
+
+@given(WORD_RUNS, st.integers(min_value=1, max_value=64))
+def test_newline_runs_collapse_alike_between_long_runs_and_window_edges(
+    text: str, window: int
+) -> None:
+    with patch.object(canonical, "_COLLAPSE_WINDOW_BYTES", window):
+        assert canonical_hash(text.encode()) == spec_canonical_hash(text)
+
+
+def test_every_pair_of_newline_runs_collapses_alike_at_every_window_edge() -> None:
+    for first, second, window in itertools.product(range(1, 9), range(1, 9), range(1, 16)):
+        text = "x" + "\n" * first + "y" + "\n" * second + "z"
+        with patch.object(canonical, "_COLLAPSE_WINDOW_BYTES", window):
+            assert canonical_hash(text.encode()) == spec_canonical_hash(text), (
+                first,
+                second,
+                window,
+            )
+
+
+@pytest.mark.parametrize("marker", ["# ONEX:uid=x", RICH_START + "\nuid: x\n" + RICH_END])
+def test_stamps_are_found_and_removed_in_content_full_of_the_anchor_byte(marker: str) -> None:
+    # Thousands of "X"s exhaust the marker check's look-arounds, so it searches for the
+    # markers directly.
+    text = "MAX = X\n" * 20_000 + marker + "\nend\n"
+
+    assert canonical.holds_stamp_marker(text.encode())
+    assert canonical_hash(text.encode()) == spec_canonical_hash(text)
+    assert not canonical.holds_stamp_marker(("MAX = X\n" * 20_000).encode())
