@@ -79,9 +79,8 @@ _COLLAPSE_WINDOW_BYTES = 512 * 1024
 def canonical_hash(content: str | bytes) -> str:
     """BLAKE3 of the canonical form of `content`, as 64 lowercase hex characters."""
     data = utf8_bytes(content)
-    if holds_stamp_marker(data):
-        data = remove_stamps(data)
-    return hash_unstamped(data)
+    digest = hash_if_unstamped(data)
+    return digest if digest is not None else hash_unstamped(remove_stamps(data))
 
 
 def raw_hash(data: bytes) -> str:
@@ -102,10 +101,11 @@ def utf8_bytes(content: str | bytes) -> bytes:
         ) from None
 
 
-def holds_stamp_marker(data: bytes) -> bool:
-    """Whether `data` contains a lightweight stamp marker or a rich block start marker."""
-    budget = 64 + len(data) // 4096
-    hit = data.find(_ANCHOR)
+def holds_stamp_marker(data: bytes, start: int = 0, stop: int | None = None) -> bool:
+    """Whether a lightweight or rich start marker has its "X" in `data[start:stop]`."""
+    stop = len(data) if stop is None else stop
+    budget = 64 + (stop - start) // 4096
+    hit = data.find(_ANCHOR, start, stop)
     while hit >= 0:
         if (
             hit >= _LIGHTWEIGHT_ANCHOR_AT
@@ -114,9 +114,11 @@ def holds_stamp_marker(data: bytes) -> bool:
             return True
         budget -= 1
         if not budget:
+            # "X" is common here: answer for the whole of `data`, which errs only towards
+            # the slower path that removes stamps.
             text = Str(data)
             return text.contains(LIGHTWEIGHT_MARKER) or text.contains(RICH_START)
-        hit = data.find(_ANCHOR, hit + 1)
+        hit = data.find(_ANCHOR, hit + 1, stop)
     return False
 
 
@@ -128,6 +130,23 @@ def remove_stamps(text: AnyStr) -> AnyStr:
 
 def hash_unstamped(data: bytes) -> str:
     """Canonical hash of `data` that holds no stamps: collapse, strip, hash (steps 3 and 4)."""
+    digest = _hash_windows(data, stop_at_marker=False)
+    assert digest is not None
+    return digest
+
+
+def hash_if_unstamped(data: bytes) -> str | None:
+    """Canonical hash of `data` in one pass, or None as soon as it turns out to hold a stamp.
+
+    Looking for markers window by window, while each window is in cache for collapsing and
+    hashing, spares unstamped content (the common case) a separate pass over all of it.
+    """
+    return _hash_windows(data, stop_at_marker=True)
+
+
+def _hash_windows(data: bytes, *, stop_at_marker: bool) -> str | None:
+    # Every marker holds characters that are not whitespace, so one that exists lies
+    # within [start, end) and has its "X" in one of the windows.
     start = _LEADING_SPACE.match(data).end()
     end = _end_without_trailing_space(data, start)
     text = Str(data)
@@ -135,6 +154,8 @@ def hash_unstamped(data: bytes) -> str:
     position = start
     while position < end:
         stop = _window_stop(text, position + _COLLAPSE_WINDOW_BYTES, end)
+        if stop_at_marker and holds_stamp_marker(data, position, stop):
+            return None
         hasher.update(_collapsed(text, position, stop))
         position = stop
     return hasher.hexdigest()

@@ -38,8 +38,8 @@ from bridge_dagster.stamping.canonical import (
     LIGHTWEIGHT_MARKER,
     RICH_END,
     RICH_START,
+    hash_if_unstamped,
     hash_unstamped,
-    holds_stamp_marker,
     remove_stamps,
     utf8_bytes,
 )
@@ -109,9 +109,13 @@ def stamp_content(
     check_content_size(len(data), max_bytes)
     created_at = _utc(now)
     stamp_id = stamp_id or uuid.uuid4()
-    body = _unstamped_body(content, data)
+    file_hash = hash_if_unstamped(data)
+    if file_hash is None:
+        body = _without_stamps(content)
+        file_hash = hash_unstamped(utf8_bytes(body))
+    else:
+        body = content
     replaced_stamps = body is not content
-    file_hash = hash_unstamped(utf8_bytes(body) if replaced_stamps else data)
     if stamp_type == "lightweight":
         stamp = lightweight_stamp(stamp_id, file_hash, created_at, author=author, version=version)
         parts = _lightweight_parts(stamp, body, replaced_stamps=replaced_stamps)
@@ -206,10 +210,8 @@ def _utc(now: datetime | None) -> datetime:
     return now.astimezone(UTC)
 
 
-def _unstamped_body(content: AnyStr, data: bytes) -> AnyStr:
-    """`content` with its stamps removed, or `content` itself when it carries none."""
-    if not holds_stamp_marker(data):
-        return content
+def _without_stamps(content: AnyStr) -> AnyStr:
+    """`content`, which holds a stamp marker, with its stamps removed."""
     body = remove_stamps(content)
     if remove_stamps(body) != body:
         # Removing the stamps joined stray fragments into a new marker; a stamp written

@@ -212,3 +212,15 @@ def test_stamps_are_found_and_removed_in_content_full_of_the_anchor_byte(marker:
     assert canonical.holds_stamp_marker(text.encode())
     assert canonical_hash(text.encode()) == spec_canonical_hash(text)
     assert not canonical.holds_stamp_marker(("MAX = X\n" * 20_000).encode())
+
+
+@pytest.mark.parametrize("marker", ["# ONEX:uid=x,hash=y", RICH_START + "\nuid: x\n" + RICH_END])
+def test_a_stamp_is_removed_wherever_a_window_edge_cuts_it(marker: str) -> None:
+    # The marker scan runs per window: put every byte of the marker on a window edge.
+    for offset in range(len(marker) + 2):
+        text = "a" * offset + marker + "\nbody\n"
+        for window in (1, 2, 7, len(marker)):
+            with patch.object(canonical, "_COLLAPSE_WINDOW_BYTES", window):
+                assert canonical_hash(text.encode()) == spec_canonical_hash(text), (offset, window)
+                result = stamp_content(text)
+                assert result.file_hash == spec_canonical_hash(text), (offset, window)
