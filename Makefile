@@ -33,3 +33,4 @@ test: lint
 bench: install
 	$(VENV)/bin/python bench/stamping.py --quick
 	$(VENV)/bin/python bench/onextree.py --quick
+	$(VENV)/bin/python bench/pipeline.py --quick
