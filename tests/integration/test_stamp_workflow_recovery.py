@@ -1,5 +1,8 @@
 """Launchpad runs, write-back, crash recovery and the stale-workflow sweeper."""
 
+import dataclasses
+import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflows
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
 from bridge_dagster.stamping import canonical_hash, validate_content
 from tests.conftest import Topics
@@ -286,3 +290,81 @@ def test_the_sweeper_spares_workflows_whose_run_is_still_going(
 
     assert result.output_for_node("sweep_stale") == 0
     assert count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'failed'") == 0
+
+
+# execute_job rebuilds the job by import path, so its resources come from these variables.
+RETRY_ENV = "BRIDGE_TEST_RETRY_RESOURCES"
+
+
+def _job_from_env(stamping: StampingResource) -> dg.JobDefinition:
+    spec = json.loads(os.environ[RETRY_ENV])
+    resources = workflow_resources(
+        PostgresAddress(**spec["pg"]),
+        spec["bootstrap"],
+        spec["requests"],
+        spec["workflow"],
+        Path(spec["root"]),
+    )
+    resources["stamping"] = stamping
+    return dg.Definitions(jobs=[stamp_workflow], resources=resources).get_job_def("stamp_workflow")
+
+
+def stamp_workflow_in_an_outage() -> dg.JobDefinition:
+    """stamp_workflow whose stamping service nobody listens on: its stamp step fails."""
+    url = json.loads(os.environ[RETRY_ENV])["dead_stamping_url"]
+    return _job_from_env(StampingResource(service_url=url, max_retries=0, timeout_s=1))
+
+
+def stamp_workflow_after_the_outage() -> dg.JobDefinition:
+    return _job_from_env(StampingResource())
+
+
+def test_re_executing_a_failed_run_resumes_its_workflows_under_its_root_run(
+    pg_address: PostgresAddress,
+    kafka_bootstrap: str,
+    topics: Topics,
+    project_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [uuid.uuid4() for _ in range(10)]
+    produce(
+        kafka_bootstrap,
+        topics.requests,
+        [(str(w).encode(), build_request(w, environment="test", content=f"body {w}")) for w in ids],
+    )
+    spec = {
+        "pg": dataclasses.asdict(pg_address),
+        "bootstrap": kafka_bootstrap,
+        "requests": topics.requests,
+        "workflow": topics.workflow,
+        "root": str(project_root),
+        # A stamping service nobody listens on: the stamp step fails, as in an outage.
+        "dead_stamping_url": f"http://127.0.0.1:{free_port()}",
+    }
+    monkeypatch.setenv(RETRY_ENV, json.dumps(spec))
+    config = whole_topic_ranges(kafka_bootstrap, topics.requests)
+    instance = dg.DagsterInstance.ephemeral()
+
+    failed = dg.execute_job(
+        dg.reconstructable(stamp_workflow_in_an_outage), instance, run_config=config
+    )
+    assert not failed.success
+    engine = engine_for(pg_address)
+    assert (
+        count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'processing'") == 10
+    )
+
+    # The service is back; re-execute every step, as the daemon's ALL_STEPS retry does.
+    retried = dg.execute_job(
+        dg.reconstructable(stamp_workflow_after_the_outage),
+        instance,
+        run_config=config,
+        reexecution_options=dg.ReexecutionOptions(parent_run_id=failed.run_id),
+    )
+
+    assert retried.success
+    assert instance.get_run_by_id(retried.run_id).root_run_id == failed.run_id
+    assert count(engine, "SELECT count(*) FROM workflow_executions WHERE state = 'completed'") == 10
+    assert count(engine, "SELECT count(*) FROM fsm_transitions") == 30
+    events = events_by_workflow(kafka_bootstrap, topics.workflow)
+    assert all(len({e["event_id"] for e in events[w]}) == len(HAPPY_PATH) for w in ids)
