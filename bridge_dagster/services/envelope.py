@@ -63,10 +63,15 @@ def install_envelope(app: FastAPI, api_key: str | None) -> None:
     if api_key is None:
         return
 
+    open_paths: set[str] = set()
+
     @app.middleware("http")
     async def _require_api_key(request: Request, call_next):  # type: ignore[no-untyped-def]
-        path = request.url.path
-        if path.endswith(HEALTH_PATH_SUFFIXES) or path in ("/docs", "/openapi.json"):
+        if not open_paths:
+            # Exactly the app's own health routes and its API docs, read once the routes
+            # exist; any other path, whatever it ends with, needs the key.
+            open_paths.update(_open_paths(app))
+        if request.url.path in open_paths:
             return await call_next(request)
         given = request.headers.get("X-API-Key", "")
         if not secrets.compare_digest(given.encode(), api_key.encode()):
@@ -74,3 +79,9 @@ def install_envelope(app: FastAPI, api_key: str | None) -> None:
                 401, "unauthorized", "missing or wrong X-API-Key header; send the API_KEY value"
             )
         return await call_next(request)
+
+
+def _open_paths(app: FastAPI) -> set[str]:
+    # The OpenAPI schema lists every route with its full path, included routers too.
+    health = {path for path in app.openapi()["paths"] if path.endswith(HEALTH_PATH_SUFFIXES)}
+    return health | {path for path in (app.docs_url, app.openapi_url) if path}

@@ -158,6 +158,13 @@ def test_the_api_key_is_required_off_health() -> None:
     assert (without.status_code, with_key.status_code, health.status_code) == (401, 200, 200)
 
 
+def test_a_path_that_only_ends_like_health_still_needs_the_api_key() -> None:
+    with serve(create_stamping_app(api_key=API_KEY)) as url:
+        lookalike = httpx.get(f"{url}{PREFIX}/stamp/health")
+
+    assert lookalike.status_code == 401
+
+
 def test_the_resource_sends_the_api_key() -> None:
     with (
         serve(create_stamping_app(api_key=API_KEY)) as url,
