@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge_dagster.db.tables import metadata_stamps
 from bridge_dagster.services.envelope import ServiceError, error_response, install_envelope, ok
@@ -282,16 +284,57 @@ def _elapsed_ms(started: float) -> float:
 
 
 def _refuse_oversize_bodies(app: FastAPI, limit: int) -> None:
-    """Answer 413 from Content-Length before a huge body is read and parsed."""
+    app.add_middleware(_BodyLimit, limit=limit)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return error_response(
-                413,
-                "ContentTooLarge",
-                f"request body is {int(declared):,} bytes, over the {limit:,}-byte limit; "
-                "send less or raise BRIDGE_MAX_CONTENT_BYTES",
-            )
-        return await call_next(request)
+
+class _BodyLimit:
+    """Answer 413 for a body over `limit`: from Content-Length before reading it, or, when
+    the client streams without one (chunked), by reading up to the limit first."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await self._refuse(int(declared), scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        messages, size = await self._read_up_to_limit(receive)
+        if size > self.limit:
+            await self._refuse(size, scope, receive, send)
+            return
+        replay = iter(messages)
+
+        async def replayed() -> Message:
+            # Raising inside the app's body read would come back as FastAPI's 400, so
+            # the body is read here and handed over as it arrived.
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+    async def _read_up_to_limit(self, receive: Receive) -> tuple[list[Message], int]:
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return messages, size
+            if size > self.limit:
+                return messages, size
+
+    async def _refuse(self, size: int, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413,
+            "ContentTooLarge",
+            f"request body is over {size:,} bytes, past the {self.limit:,}-byte limit; "
+            "send less or raise BRIDGE_MAX_CONTENT_BYTES",
+        )
+        await response(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -156,6 +157,38 @@ def test_the_api_key_is_required_off_health() -> None:
         health = httpx.get(f"{url}{PREFIX}/health")
 
     assert (without.status_code, with_key.status_code, health.status_code) == (401, 200, 200)
+
+
+def test_a_streamed_body_without_a_length_is_cut_off_at_the_limit() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"content": "'
+        for _ in range(64):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    with serve(create_stamping_app(max_content_bytes=10)) as url:
+        response = httpx.post(
+            f"{url}{PREFIX}/stamp", content=chunks(), headers={"content-type": "application/json"}
+        )
+
+    assert response.status_code == 413
+    assert "BRIDGE_MAX_CONTENT_BYTES" in response.json()["message"]
+
+
+def test_a_streamed_body_within_the_limit_is_served_as_usual(service_url: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"content": '
+        yield json.dumps(CONTENT).encode()
+        yield b"}"
+
+    response = httpx.post(
+        f"{service_url}{PREFIX}/stamp",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["data"]["file_hash"] == canonical_hash(CONTENT)
 
 
 def test_a_path_that_only_ends_like_health_still_needs_the_api_key() -> None:
