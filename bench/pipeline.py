@@ -186,8 +186,8 @@ def _bare_loop(
     for batch in _consume_batches(bootstrap, topics["requests"], len(requests), per_run):
         admission = workflow.admit(ctx, batch)
         ready = workflow.start(ctx, admission.accepted)
-        workflow.hash_all(ctx, ready)
-        stamped = workflow.stamp_all(ctx, ready, _EngineStamper())
+        hashed = workflow.hash_all(ctx, ready)
+        stamped = workflow.stamp_all(ctx, hashed, _EngineStamper())
         workflow.record(ctx, stamped)
         sink.flush()
     elapsed = time.time() - started

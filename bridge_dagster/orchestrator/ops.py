@@ -142,14 +142,11 @@ def hash_content(
     """BLAKE3 of each workflow's canonical content."""
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
-        workflow.hash_all(ctx, batch.workflows)
+        hashed = workflow.hash_all(ctx, batch.workflows)
+    batch.counts["failed"] += len(batch.workflows) - len(hashed)
+    batch.workflows = hashed
     batch.timings_s["hash"] = time.perf_counter() - started
-    context.add_output_metadata(
-        {
-            "hashed": len(batch.workflows),
-            "bytes": sum(len(w.content or b"") for w in batch.workflows),
-        }
-    )
+    context.add_output_metadata({"hashed": len(hashed), "bytes": sum(w.file_size for w in hashed)})
     return batch
 
 

@@ -71,7 +71,11 @@ class Workflow:
     request: StampRequest
     incoming: Incoming
     state: WorkflowState = WorkflowState.PENDING
+    # Inline content, from the message. A file is read by each step that needs it and
+    # dropped after, so a run's memory does not grow with its files' sizes.
     content: bytes | None = None
+    path: Path | None = None
+    file_size: int = 0
     intelligence: dict[str, Any] | None = None
     file_hash: str | None = None
     stamp: StampResult | None = None
@@ -227,21 +231,26 @@ def gather_intelligence(ctx: Context, workflows: Sequence[Workflow], tree: Tree)
         ctx.events.step_completed(w.workflow_id, "intelligence")
 
 
-def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> None:
+def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
+    """Hash each workflow's canonical content; return those hashed."""
+    hashed, failures = [], []
     for w in workflows:
-        assert w.content is not None
-        w.file_hash = canonical_hash(w.content)
+        content = _read(w, "hash")
+        if isinstance(content, Failure):
+            failures.append(content)
+            continue
+        w.file_hash = canonical_hash(content)
+        w.file_size = len(content)
         ctx.events.emit(
             w.workflow_id,
             EventType.BLAKE3_HASH_GENERATED,
-            {
-                "file_hash": w.file_hash,
-                "file_size": len(w.content),
-                "namespace": w.request.namespace,
-            },
+            {"file_hash": w.file_hash, "file_size": w.file_size, "namespace": w.request.namespace},
         )
         w.steps.append("hash")
         ctx.events.step_completed(w.workflow_id, "hash")
+        hashed.append(w)
+    fail(ctx, failures)
+    return hashed
 
 
 def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> list[Workflow]:
@@ -249,10 +258,13 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> 
     stamped, failures = [], []
     now = datetime.now(UTC)
     for w in workflows:
-        assert w.content is not None
+        content = _read(w, "stamp")
+        if isinstance(content, Failure):
+            failures.append(content)
+            continue
         try:
             w.stamp = stamper.stamp(
-                w.content,
+                content,
                 stamp_type=w.request.stamp_type,
                 file_path=w.request.file_path,
                 content_type=w.request.content_type,
@@ -267,12 +279,16 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> 
                 _failure(
                     w,
                     "hash_mismatch",
-                    f"the stamp carries hash {w.stamp.file_hash} but the content hashes to"
-                    f" {w.file_hash}; check the stamping service version",
+                    f"the stamp carries hash {w.stamp.file_hash} but the content hashed to"
+                    f" {w.file_hash}; the file changed while it was stamped, or the stamping"
+                    " service runs another version",
                     step="stamp",
                 )
             )
             continue
+        if not w.request.write_back:
+            # Only a write-back needs the stamped content; keep just the stamp.
+            w.stamp = replace(w.stamp, content_parts=None)
         ctx.events.emit(
             w.workflow_id,
             EventType.METADATA_STAMP_CREATED,
@@ -489,6 +505,7 @@ def _rejected_row(f: Failure) -> store.NewWorkflow:
 
 
 def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
+    """Take inline content, or check the file that later steps will read."""
     inline = w.request.content_bytes()
     if inline is not None:
         w.content = inline
@@ -503,24 +520,37 @@ def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
         )
     try:
         path = resolve_allowed_file(requested, ctx.allowed_roots)
+        size = path.stat().st_size
     except TreeError as exc:
         return "path_refused", str(exc)
-    try:
-        size = path.stat().st_size
-        if size > ctx.max_content_bytes:
-            return (
-                "content_too_large",
-                f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
-                " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
-            )
-        w.content = path.read_bytes()
     except OSError as exc:
+        return _unreadable(requested, exc)
+    if size > ctx.max_content_bytes:
         return (
-            "file_unreadable",
-            f"{path} could not be read ({exc.strerror or exc});"
-            " check that it exists and the workflow's user may read it",
+            "content_too_large",
+            f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
+            " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
         )
+    w.path = path
     return None
+
+
+def _read(w: Workflow, step: str) -> bytes | Failure:
+    if w.content is not None:
+        return w.content
+    assert w.path is not None
+    try:
+        return w.path.read_bytes()
+    except OSError as exc:
+        return _failure(w, *_unreadable(str(w.path), exc), step=step)
+
+
+def _unreadable(path: str, exc: OSError) -> tuple[str, str]:
+    return (
+        "file_unreadable",
+        f"{path} could not be read ({exc.strerror or exc});"
+        " check that it exists and the workflow's user may read it",
+    )
 
 
 def _write_back(ctx: Context, w: Workflow) -> str | None:
@@ -595,11 +625,11 @@ def _dlq_key(f: Failure) -> bytes:
 
 
 def _completion(w: Workflow) -> store.Completion:
-    assert w.stamp is not None and w.content is not None
+    assert w.stamp is not None
     r = w.request
     return store.Completion(
         workflow_id=w.workflow_id,
-        file_size=len(w.content),
+        file_size=w.file_size,
         file_hash=w.stamp.file_hash,
         stamp_id=w.stamp.stamp_id,
         stamp_type=w.stamp.stamp_type,
@@ -614,7 +644,7 @@ def _completion(w: Workflow) -> store.Completion:
 
 
 def _summary(w: Workflow) -> dict[str, Any]:
-    assert w.stamp is not None and w.content is not None
+    assert w.stamp is not None
     r = w.request
     requested = r.requested_at
     latency_ms = None
@@ -627,7 +657,7 @@ def _summary(w: Workflow) -> dict[str, Any]:
         "stamp_type": w.stamp.stamp_type,
         "file_path": r.file_path,
         "content_type": r.content_type,
-        "file_size": len(w.content),
+        "file_size": w.file_size,
         "steps": w.steps,
         "requested_at": None if requested is None else requested.isoformat(),
         "latency_ms": latency_ms,

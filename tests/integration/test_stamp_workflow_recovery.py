@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
@@ -21,7 +22,7 @@ from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflo
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
-from bridge_dagster.stamping import canonical_hash, validate_content
+from bridge_dagster.stamping import StampResult, canonical_hash, stamp_content, validate_content
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
     HAPPY_PATH,
@@ -150,22 +151,33 @@ def _crash_after_validation(
     pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str
 ) -> None:
     """Run admit and start under `run_id`, then stop, as a run killed mid-way would."""
-    from confluent_kafka import Consumer, TopicPartition
+    ctx = _direct_context(pg, bootstrap, topics, root, run_id)
+    workflow.start(ctx, workflow.admit(ctx, _read_requests(bootstrap, topics)).accepted)
+    ctx.sink.flush()
 
+
+def _read_requests(bootstrap: str, topics: Topics) -> list[workflow.Incoming]:
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "crash", "enable.auto.commit": False}
+        {"bootstrap.servers": bootstrap, "group.id": "direct", "enable.auto.commit": False}
     )
     ranges = whole_topic_ranges(bootstrap, topics.requests)["ops"]["load_requests"]["config"]
     incoming = []
     for r in ranges["ranges"]:
         consumer.assign([TopicPartition(r["topic"], r["partition"], r["start"])])
-        for m in consumer.consume(r["end"] - r["start"], timeout=10):
-            incoming.append(workflow.Incoming.from_message(m))
+        incoming += [
+            workflow.Incoming.from_message(m)
+            for m in consumer.consume(r["end"] - r["start"], timeout=10)
+        ]
     consumer.close()
-    from confluent_kafka import Producer
+    return incoming
 
+
+def _direct_context(
+    pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str
+) -> workflow.Context:
+    """The workflow steps' context without Dagster, to stop between steps."""
     sink = ProducerSink(Producer({"bootstrap.servers": bootstrap}))
-    ctx = workflow.Context(
+    return workflow.Context(
         engine=engine_for(pg),
         events=WorkflowEvents(sink, topics.workflow, environment="test"),
         sink=sink,
@@ -176,8 +188,45 @@ def _crash_after_validation(
         allowed_roots=(root,),
         warn=print,
     )
-    workflow.start(ctx, workflow.admit(ctx, incoming).accepted)
-    sink.flush()
+
+
+def test_a_file_gone_after_validation_fails_only_its_own_workflow(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    paths = {uuid.uuid4(): project_root / f"f{i}.txt" for i in range(3)}
+    for workflow_id, path in paths.items():
+        path.write_text(f"file {workflow_id}")
+    produce(
+        kafka_bootstrap,
+        topics.requests,
+        [
+            (str(w).encode(), build_request(w, environment="test", file_path=str(p)))
+            for w, p in paths.items()
+        ],
+    )
+    ctx = _direct_context(pg_address, kafka_bootstrap, topics, project_root, "run")
+    started = workflow.start(
+        ctx, workflow.admit(ctx, _read_requests(kafka_bootstrap, topics)).accepted
+    )
+    gone = started[0]
+    assert gone.path is not None
+    gone.path.unlink()
+
+    hashed = workflow.hash_all(ctx, started)
+    done = workflow.record(ctx, workflow.stamp_all(ctx, hashed, _InProcessStamper()))
+
+    assert {w.workflow_id for w in done} == set(paths) - {gone.workflow_id}
+    with engine_for(pg_address).connect() as conn:
+        error = conn.execute(
+            text("SELECT error FROM workflow_executions WHERE workflow_id = :w"),
+            {"w": gone.workflow_id},
+        ).scalar_one()
+    assert error.startswith("file_unreadable:")
+
+
+class _InProcessStamper:
+    def stamp(self, content: bytes, **options: Any) -> StampResult:
+        return stamp_content(content, **options)
 
 
 def test_the_sweeper_fails_workflows_that_outlived_their_run(
