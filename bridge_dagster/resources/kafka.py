@@ -97,11 +97,12 @@ class KafkaResource(dg.ConfigurableResource):
         consumer.assign([TopicPartition(topic, partition, start)])
         messages: list[Message] = []
         while True:
-            batch = consumer.consume(min(end - start, 5000), timeout=self.timeout_s)
+            after = messages[-1].offset() + 1 if messages else start
+            # Ask for no more than the range still holds: consume() waits for the count.
+            batch = consumer.consume(min(end - after, 5000), timeout=self.timeout_s)
             if not batch:
                 raise BrokerUnavailable(
-                    f"no messages from {topic}[{partition}] at offset"
-                    f" {messages[-1].offset() + 1 if messages else start} within"
+                    f"no messages from {topic}[{partition}] at offset {after} within"
                     f" {self.timeout_s:.0f} s although the range ends at {end}; check that the"
                     f" broker at {self.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is up, then"
                     " re-execute the run (safe: every step is idempotent)"
