@@ -39,7 +39,7 @@ from bridge_dagster.events.requests import build_request
 from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
-from bridge_dagster.stamping import StampResult, stamp_content
+from bridge_dagster.stamping import stamp_content
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 3
@@ -187,20 +187,13 @@ def _bare_loop(
         admission = workflow.admit(ctx, batch)
         ready = workflow.start(ctx, admission.accepted)
         hashed = workflow.hash_all(ctx, ready)
-        stamped = workflow.stamp_all(ctx, hashed, _EngineStamper())
+        stamped = workflow.stamp_all(ctx, hashed, stamp_content)
         workflow.record(ctx, stamped)
         sink.flush()
     elapsed = time.time() - started
     done = _terminal(engine)
     engine.dispose()
     return {"workflows_per_s": done / elapsed}
-
-
-class _EngineStamper:
-    """The in-process engine, called as StampingResource calls it, without a Dagster context."""
-
-    def stamp(self, content: bytes, **options: Any) -> StampResult:
-        return stamp_content(content, **options)
 
 
 def _consume_batches(

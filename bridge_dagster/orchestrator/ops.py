@@ -58,6 +58,12 @@ class Batch:
     counts: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
+    def advance(self, step: str, survivors: list[workflow.Workflow], started: float) -> None:
+        """Keep the workflows that came through `step`; the others failed in it."""
+        self.counts["failed"] += len(self.workflows) - len(survivors)
+        self.workflows = survivors
+        self.timings_s[step] = time.perf_counter() - started
+
 
 @dg.op(out=dg.Out(io_manager_key=IO))
 def load_requests(
@@ -124,9 +130,9 @@ def gather_intelligence(
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         workflow.gather_intelligence(ctx, batch.workflows, tree)
+    batch.advance("intelligence", batch.workflows, started)
     asked = [w for w in batch.workflows if w.intelligence is not None]
     degraded = sum(1 for w in asked if w.intelligence and w.intelligence.get("degraded"))
-    batch.timings_s["intelligence"] = time.perf_counter() - started
     context.add_output_metadata({"asked": len(asked), "degraded": degraded})
     return batch
 
@@ -143,9 +149,7 @@ def hash_content(
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         hashed = workflow.hash_all(ctx, batch.workflows)
-    batch.counts["failed"] += len(batch.workflows) - len(hashed)
-    batch.workflows = hashed
-    batch.timings_s["hash"] = time.perf_counter() - started
+    batch.advance("hash", hashed, started)
     context.add_output_metadata({"hashed": len(hashed), "bytes": sum(w.file_size for w in hashed)})
     return batch
 
@@ -162,10 +166,8 @@ def stamp_content(
     """Stamp each workflow's content, lightweight or rich as it asked."""
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
-        stamped = workflow.stamp_all(ctx, batch.workflows, stamping)
-    batch.counts["failed"] += len(batch.workflows) - len(stamped)
-    batch.workflows = stamped
-    batch.timings_s["stamp"] = time.perf_counter() - started
+        stamped = workflow.stamp_all(ctx, batch.workflows, stamping.stamp)
+    batch.advance("stamp", stamped, started)
     context.add_output_metadata({"stamped": len(stamped)})
     return batch
 
@@ -182,9 +184,8 @@ def record_results(
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         done = workflow.record(ctx, batch.workflows)
-    batch.counts["failed"] += len(batch.workflows) - len(done)
+    batch.advance("record", done, started)
     batch.counts["completed"] = len(done)
-    batch.timings_s["record"] = time.perf_counter() - started
     summary = {**batch.counts, **{f"{step}_s": round(s, 4) for step, s in batch.timings_s.items()}}
     context.log.info(
         f"{summary['completed']} completed, {summary['failed']} failed,"

@@ -37,7 +37,8 @@ def sweep_stale(
     timeout_ms = workflow_settings.workflow_timeout_ms
     with postgres.engine().connect() as conn:
         stale = stale_workflows(conn, timeout_ms)
-    orphaned = [s for s in stale if not _run_alive(context.instance, s.run_id)]
+    alive = {run_id for run_id in {s.run_id for s in stale} if _run_alive(context.instance, run_id)}
+    orphaned = [s for s in stale if s.run_id not in alive]
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         swept = workflow.fail_stale(ctx, orphaned, timeout_ms)
     context.add_output_metadata(

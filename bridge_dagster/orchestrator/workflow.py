@@ -98,8 +98,10 @@ class Failure:
     step: str
 
 
-class Stamper(Protocol):
-    def stamp(
+class Stamp(Protocol):
+    """`stamping.stamp_content`, or a resource's `stamp` that may call a service."""
+
+    def __call__(
         self,
         content: bytes,
         *,
@@ -253,7 +255,7 @@ def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     return hashed
 
 
-def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> list[Workflow]:
+def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamp: Stamp) -> list[Workflow]:
     """Stamp each workflow; return those stamped. A hash that disagrees fails the workflow."""
     stamped, failures = [], []
     now = datetime.now(UTC)
@@ -263,7 +265,7 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamper: Stamper) -> 
             failures.append(content)
             continue
         try:
-            w.stamp = stamper.stamp(
+            w.stamp = stamp(
                 content,
                 stamp_type=w.request.stamp_type,
                 file_path=w.request.file_path,
@@ -348,6 +350,8 @@ def publishing(ctx: Context) -> Iterator[Connection]:
 
 def _warn_refused(ctx: Context, conn: Connection, ids: set[UUID], target: WorkflowState) -> None:
     """Report each transition the FSM refused; the refused workflows stop here."""
+    if not ids:
+        return
     for workflow_id, row in store.existing(conn, ids).items():
         try:
             transition(row.state, target, workflow_id=workflow_id)

@@ -589,6 +589,8 @@ def test_a_pidfile_naming_another_users_process_counts_as_a_running_server(
     (server.pgdata / "PG_VERSION").write_text("17\n")
     (server.pgdata / "postmaster.pid").write_text("4242\n")
 
+    # A stand-in, not the real os.kill: these tests run as root, and root may signal any
+    # process, so another user's PostgreSQL (EPERM) cannot be staged here for real.
     def not_permitted(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
@@ -608,7 +610,10 @@ def test_a_topic_created_meanwhile_by_someone_else_counts_as_already_there(
     topic = f"race-{uuid.uuid4().hex[:8]}"
     assert ensure_topics(kafka_bootstrap, [topic]) == [topic]
 
-    # The listing misses the topic, as if another process created it just after.
+    # The listing misses the topic, as if another process created it just after. A race
+    # between listing and creating cannot be staged deterministically, so only the listing
+    # is altered; the creation that then meets the existing topic runs against the real
+    # broker.
     class LateListing(AdminClient):
         def list_topics(self, *args: Any, **kwargs: Any) -> Any:
             metadata = super().list_topics(*args, **kwargs)

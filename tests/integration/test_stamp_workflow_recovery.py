@@ -22,7 +22,7 @@ from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflo
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
-from bridge_dagster.stamping import StampResult, canonical_hash, stamp_content, validate_content
+from bridge_dagster.stamping import canonical_hash, stamp_content, validate_content
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
     HAPPY_PATH,
@@ -213,7 +213,7 @@ def test_a_file_gone_after_validation_fails_only_its_own_workflow(
     gone.path.unlink()
 
     hashed = workflow.hash_all(ctx, started)
-    done = workflow.record(ctx, workflow.stamp_all(ctx, hashed, _InProcessStamper()))
+    done = workflow.record(ctx, workflow.stamp_all(ctx, hashed, stamp_content))
 
     assert {w.workflow_id for w in done} == set(paths) - {gone.workflow_id}
     with engine_for(pg_address).connect() as conn:
@@ -222,11 +222,6 @@ def test_a_file_gone_after_validation_fails_only_its_own_workflow(
             {"w": gone.workflow_id},
         ).scalar_one()
     assert error.startswith("file_unreadable:")
-
-
-class _InProcessStamper:
-    def stamp(self, content: bytes, **options: Any) -> StampResult:
-        return stamp_content(content, **options)
 
 
 def test_the_sweeper_fails_workflows_that_outlived_their_run(
