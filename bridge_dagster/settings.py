@@ -9,13 +9,18 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bridge_dagster.db.urls import postgres_url
 from bridge_dagster.events.requests import is_valid_namespace
-from bridge_dagster.events.topics import DEFAULT_REQUEST_TOPIC, DEFAULT_WORKFLOW_TOPIC
+from bridge_dagster.events.topics import (
+    DEFAULT_REDUCER_TOPIC,
+    DEFAULT_REQUEST_TOPIC,
+    DEFAULT_WORKFLOW_TOPIC,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -51,7 +56,16 @@ VARIABLES: tuple[Variable, ...] = (
         "broker list host:port[,…]; unset: the dev stack starts an embedded broker",
     ),
     Variable("KAFKA_REQUEST_TOPIC", DEFAULT_REQUEST_TOPIC, "stamp requests are read from here"),
-    Variable("KAFKA_WORKFLOW_TOPIC", DEFAULT_WORKFLOW_TOPIC, "workflow events are published here"),
+    Variable(
+        "KAFKA_WORKFLOW_TOPIC",
+        DEFAULT_WORKFLOW_TOPIC,
+        "workflow events are published here, and landed from here",
+    ),
+    Variable(
+        "KAFKA_REDUCER_TOPIC",
+        DEFAULT_REDUCER_TOPIC,
+        "the reducer publishes aggregation_started/completed/failed here",
+    ),
     Variable(
         "METADATA_STAMPING_SERVICE_URL",
         None,
@@ -59,7 +73,11 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("ONEXTREE_SERVICE_URL", None, "OnexTree service base URL; unset: in-process"),
     Variable("DEFAULT_NAMESPACE", "omninode.bridge", "namespace of requests that name none"),
-    Variable("ORCHESTRATOR_CONCURRENCY", "10", "most stamp_workflow runs in progress at once"),
+    Variable(
+        "ORCHESTRATOR_CONCURRENCY",
+        "10",
+        "most runs in progress at once; landing and reducer runs share it and are dequeued first",
+    ),
     Variable(
         "MAX_WORKFLOW_QUEUE_SIZE",
         "10000",
@@ -77,9 +95,35 @@ VARIABLES: tuple[Variable, ...] = (
         "least seconds between request sensor ticks; the daemon's loop adds up to 5",
     ),
     Variable(
+        "AGGREGATION_WINDOW_SIZE_MS",
+        "5000",
+        "least time between landing ticks and between re-aggregations of touched hours",
+    ),
+    Variable(
         "AGGREGATION_BATCH_SIZE",
-        "100",
-        "events the reducer's landing will write per statement (the reducer is to come)",
+        "10000",
+        "events landed per transaction (one COPY, one position update)",
+    ),
+    Variable(
+        "MAX_AGGREGATION_QUEUE_SIZE",
+        "200000",
+        "most events one landing run takes off the workflow topic; a bigger backlog waits"
+        " for the next run; at least AGGREGATION_BATCH_SIZE",
+    ),
+    Variable(
+        "REDUCER_CONCURRENCY",
+        "10",
+        "most reducer (aggregation) runs queued or running at once",
+    ),
+    Variable(
+        "REDUCER_PARTITIONS_START",
+        "2026-10-01-00:00",
+        "first hour (UTC, YYYY-MM-DD-HH:MM) of the reducer's hourly partitions",
+    ),
+    Variable(
+        "WORKFLOW_EVENTS_RETENTION_DAYS",
+        "30",
+        "days of raw workflow_events kept; older whole days are dropped once aggregated",
     ),
     Variable(
         "ORCHESTRATOR_WORKFLOW_TIMEOUT_MS",
@@ -140,6 +184,7 @@ class Settings:
     kafka_bootstrap_servers: str | None
     request_topic: str
     workflow_topic: str
+    reducer_topic: str
     stamping_service_url: str | None
     onextree_service_url: str | None
     default_namespace: str
@@ -147,7 +192,12 @@ class Settings:
     max_workflow_queue_size: int
     max_requests_per_run: int
     request_sensor_interval_s: int
+    aggregation_window_ms: int
     aggregation_batch_size: int
+    max_aggregation_queue_size: int
+    reducer_concurrency: int
+    reducer_partitions_start: datetime
+    workflow_events_retention_days: int
     workflow_timeout_ms: int
     step_timeout_ms: int
     max_content_bytes: int
@@ -184,6 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         workflow_topic=get.parsed(
             "KAFKA_WORKFLOW_TOPIC", _topic, "is not a valid Kafka topic name"
         ),
+        reducer_topic=get.parsed("KAFKA_REDUCER_TOPIC", _topic, "is not a valid Kafka topic name"),
         stamping_service_url=get.parsed_optional(
             "METADATA_STAMPING_SERVICE_URL", _http_url, "is not an http(s)://host[:port] URL"
         ),
@@ -197,7 +248,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_workflow_queue_size=get.positive("MAX_WORKFLOW_QUEUE_SIZE"),
         max_requests_per_run=get.positive("MAX_REQUESTS_PER_RUN"),
         request_sensor_interval_s=get.positive("REQUEST_SENSOR_INTERVAL_S"),
+        aggregation_window_ms=get.positive("AGGREGATION_WINDOW_SIZE_MS"),
         aggregation_batch_size=get.positive("AGGREGATION_BATCH_SIZE"),
+        max_aggregation_queue_size=get.positive("MAX_AGGREGATION_QUEUE_SIZE"),
+        reducer_concurrency=get.positive("REDUCER_CONCURRENCY"),
+        reducer_partitions_start=get.parsed(
+            "REDUCER_PARTITIONS_START", _hour, "is not a UTC hour like 2026-10-01-00:00"
+        ),
+        workflow_events_retention_days=get.positive("WORKFLOW_EVENTS_RETENTION_DAYS"),
         workflow_timeout_ms=get.positive("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS"),
         step_timeout_ms=get.positive("ORCHESTRATOR_STEP_TIMEOUT_MS"),
         max_content_bytes=get.positive("BRIDGE_MAX_CONTENT_BYTES"),
@@ -208,7 +266,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         environment=get.text("ENVIRONMENT"),
     )
     _check_queue_holds_a_run(settings)
+    _check_landing_run_holds_a_batch(settings)
     return settings
+
+
+def _check_landing_run_holds_a_batch(settings: Settings) -> None:
+    if settings.max_aggregation_queue_size < settings.aggregation_batch_size:
+        raise ConfigError(
+            f"MAX_AGGREGATION_QUEUE_SIZE={settings.max_aggregation_queue_size} is smaller than"
+            f" AGGREGATION_BATCH_SIZE={settings.aggregation_batch_size}, so no landing run could"
+            " fill one transaction; raise MAX_AGGREGATION_QUEUE_SIZE or lower"
+            " AGGREGATION_BATCH_SIZE"
+        )
 
 
 def _check_queue_holds_a_run(settings: Settings) -> None:
@@ -276,6 +345,14 @@ def _password(env: Mapping[str, str]) -> str | None:
             " (there is no default password)"
         )
     return value
+
+
+def _hour(value: str) -> datetime:
+    # The format of Dagster's hourly partition keys, so the setting reads like a key.
+    hour = datetime.strptime(value, "%Y-%m-%d-%H:%M")
+    if hour.minute:
+        raise ValueError(value)
+    return hour.replace(tzinfo=UTC)
 
 
 def _port(value: str) -> int:

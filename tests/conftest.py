@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine
 
 from bridge_dagster.db.migrate import upgrade
@@ -22,6 +23,10 @@ from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
 from bridge_dagster.devstack.processes import free_port
 
 TEMPLATE_DB = "bridge_template"
+
+# The machines are shared and noisy: a slow first example is not a failure of the property.
+settings.register_profile("bridge", deadline=None)
+settings.load_profile("bridge")
 
 
 @pytest.fixture(scope="session")

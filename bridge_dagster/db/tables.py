@@ -7,10 +7,13 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -87,23 +90,29 @@ metadata_stamps = Table(
     Index("ix_metadata_stamps_file_hash", "file_hash"),
 )
 
+# Range-partitioned by day of event_timestamp (migration 0004); a partition's unique keys must
+# hold the partition column, so the key is (event_id, event_timestamp) and landing makes
+# event_id unique on its own (reducer/landing.py).
 workflow_events = Table(
     "workflow_events",
     metadata,
     Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("event_timestamp", DateTime(timezone=True), primary_key=True),
     Column("event_type", String(64), nullable=False),
     Column("correlation_id", UUID(as_uuid=True)),
+    # The payload's namespace, else one another event of the workflow carries; NULL: unknown.
     Column("namespace", String(255)),
-    Column("event_timestamp", DateTime(timezone=True), nullable=False),
-    Column("source_service", String(128)),
+    # Typed copies of the payload fields the reducer aggregates, so its SQL reads no JSON.
+    Column("to_state", String(16)),
+    Column("content_type", String(255)),
+    Column("file_size", BigInteger),
+    Column("latency_ms", Float),
     Column("topic", String(255), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
-    Column("payload", JSONB, nullable=False),
     Column("envelope", JSONB, nullable=False),
     Column("landed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_workflow_events_event_timestamp", "event_timestamp"),
-    Index("ix_workflow_events_correlation", "correlation_id"),
+    postgresql_partition_by="RANGE (event_timestamp)",
 )
 
 dead_letters = Table(
@@ -117,4 +126,167 @@ dead_letters = Table(
     Column("reason", Text, nullable=False),
     Column("dlq_topic", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Landing's dead letters are an outbox: written with the batch, sent after its commit.
+    Column("value", LargeBinary),
+    Column("sent_at", DateTime(timezone=True)),
+)
+
+# --- landing bookkeeping --------------------------------------------------------------
+
+landing_positions = Table(
+    "landing_positions",
+    metadata,
+    Column("topic", String(255), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    # The next offset to land; written in the same transaction as the rows before it.
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+workflow_namespaces = Table(
+    "workflow_namespaces",
+    metadata,
+    Column("workflow_id", UUID(as_uuid=True), primary_key=True),
+    Column("namespace", String(255), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Index("ix_workflow_namespaces_first_seen", "first_seen"),
+)
+
+unattributed_events = Table(
+    "unattributed_events",
+    metadata,
+    Column("event_id", UUID(as_uuid=True), primary_key=True),
+    Column("event_timestamp", DateTime(timezone=True), primary_key=True),
+    Column("workflow_id", UUID(as_uuid=True), nullable=False),
+    Index("ix_unattributed_events_workflow", "workflow_id"),
+)
+
+reducer_landed_hours = Table(
+    "reducer_landed_hours",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    # From sequence reducer_touch_seq, taken anew by every landing that touches the hour.
+    Column("touch_seq", BigInteger, nullable=False),
+    Column("last_landed_at", DateTime(timezone=True), nullable=False),
+)
+
+reducer_hour_state = Table(
+    "reducer_hour_state",
+    metadata,
+    Column("asset", String(64), primary_key=True),
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    # The hour's touch_seq when its aggregation read it: the hour is stale while lower.
+    Column("aggregated_seq", BigInteger, nullable=False),
+    Column("materialized_at", DateTime(timezone=True), nullable=False),
+)
+
+reducer_aggregations = Table(
+    "reducer_aggregations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("asset", String(64), nullable=False),
+    Column("range_start", DateTime(timezone=True), nullable=False),
+    Column("range_end", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("events", BigInteger),
+    Column("rows_written", BigInteger),
+    Column("duration_ms", Float, nullable=False),
+    Column("error", Text),
+    Column("run_id", String(64)),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("status IN ('completed', 'failed')", name="ck_reducer_aggregations_status"),
+    Index("ix_reducer_aggregations_finished", "finished_at"),
+)
+
+# --- reducer tables: a public interface, documented in the README -----------------------
+
+
+def _computed_at() -> Column:
+    return Column("computed_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+reducer_namespace_hourly = Table(
+    "reducer_namespace_hourly",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("workflows_started", BigInteger, nullable=False),
+    Column("workflows_completed", BigInteger, nullable=False),
+    Column("workflows_failed", BigInteger, nullable=False),
+    Column("stamps_created", BigInteger, nullable=False),
+    Column("bytes_stamped", BigInteger, nullable=False),
+    Column("distinct_content_types", Integer, nullable=False),
+    Column("latency_avg_ms", Float),
+    Column("latency_p50_ms", Float),
+    Column("latency_p95_ms", Float),
+    Column("latency_p99_ms", Float),
+    _computed_at(),
+)
+
+reducer_content_type_hourly = Table(
+    "reducer_content_type_hourly",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("content_type", String(255), primary_key=True),
+    Column("workflows_completed", BigInteger, nullable=False),
+    Column("bytes_stamped", BigInteger, nullable=False),
+    Column("latency_p95_ms", Float),
+    _computed_at(),
+)
+
+reducer_size_bucket_hourly = Table(
+    "reducer_size_bucket_hourly",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("size_bucket", String(16), primary_key=True),
+    Column("workflows_completed", BigInteger, nullable=False),
+    Column("bytes_stamped", BigInteger, nullable=False),
+    _computed_at(),
+)
+
+reducer_throughput_minutely = Table(
+    "reducer_throughput_minutely",
+    metadata,
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("workflows_completed", BigInteger, nullable=False),
+    Column("stamps_created", BigInteger, nullable=False),
+    Column("stamps_per_s", Float, nullable=False),
+    _computed_at(),
+)
+
+reducer_workflow_projection = Table(
+    "reducer_workflow_projection",
+    metadata,
+    Column("workflow_id", UUID(as_uuid=True), primary_key=True),
+    Column("namespace", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    # FSM order: pending 1 < processing 2 < completed 3 < failed 4; the state never goes down.
+    Column("state_rank", SmallInteger, nullable=False),
+    # One bit per state a workflow_state_transition event moved it to; transitions counts them.
+    Column("states_seen", SmallInteger, nullable=False),
+    Column("transitions", Integer, nullable=False),
+    Column("first_event_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+    Column("latency_ms", Float),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_reducer_workflow_projection_namespace_state", "namespace", "state"),
+)
+
+reducer_bridge_state = Table(
+    "reducer_bridge_state",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("workflows_completed", BigInteger, nullable=False),
+    Column("workflows_failed", BigInteger, nullable=False),
+    Column("stamps_created", BigInteger, nullable=False),
+    Column("bytes_stamped", BigInteger, nullable=False),
+    Column("first_hour", DateTime(timezone=True), nullable=False),
+    Column("last_hour", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

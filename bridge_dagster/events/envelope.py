@@ -4,6 +4,10 @@ Producers key each message by the workflow id (`partition_key`), so one workflow
 stay ordered in one partition. Unknown top-level fields are ignored on decode so that an
 additive change does not need a new envelope version; a breaking one bumps
 `envelope_version`, which `decode` refuses.
+
+Versions: writers emit the original OmniNode `ModelOnexEnvelopeV1` values, envelope_version
+and event_version "1.0"; readers also accept "1", which this project wrote before it matched
+the original exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from bridge_dagster.events.types import EventType
 
-ENVELOPE_VERSION = "1"
+ENVELOPE_VERSION = "1.0"
+# Every envelope_version a reader accepts, the written one first.
+READABLE_ENVELOPE_VERSIONS = ("1.0", "1")
+EVENT_VERSION = "1.0"
 DEFAULT_SOURCE_SERVICE = "bridge-dagster-orchestrator"
 
 # Fixed forever: changing it changes every deterministic event id and defeats landing's
@@ -39,10 +46,10 @@ class EnvelopeError(ValueError):
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    envelope_version: Literal["1"] = ENVELOPE_VERSION
+    envelope_version: Literal["1.0", "1"] = ENVELOPE_VERSION
     event_id: UUID
     event_type: str = Field(min_length=1)
-    event_version: str = Field(default="1", min_length=1)
+    event_version: str = Field(default=EVENT_VERSION, min_length=1)
     event_timestamp: UtcDatetime
     source_node_id: str
     source_service: str
@@ -83,7 +90,7 @@ def _describe(exc: ValidationError) -> str:
     if loc == "envelope_version":
         return (
             f"envelope_version {first.get('input')!r} is not supported; "
-            f"this consumer reads version {ENVELOPE_VERSION!r}"
+            f"this consumer reads versions {', '.join(READABLE_ENVELOPE_VERSIONS)}"
         )
     problems = len(exc.errors())
     more = f" (and {problems - 1} more problem(s))" if problems > 1 else ""

@@ -43,7 +43,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge_dagster.events.envelope import ENVELOPE_VERSION, encode, event_id_for, make_event
+from bridge_dagster.events.envelope import (
+    ENVELOPE_VERSION,
+    READABLE_ENVELOPE_VERSIONS,
+    encode,
+    event_id_for,
+    make_event,
+)
 from bridge_dagster.events.types import EventType
 
 StampType = Literal["lightweight", "rich"]
@@ -226,11 +232,11 @@ def _load_envelope(raw: bytes | None) -> dict[str, Any]:
             f"the message is a JSON {type(envelope).__name__}, not an object; "
             "send an event envelope object",
         )
-    if envelope.get("envelope_version") != ENVELOPE_VERSION:
+    if envelope.get("envelope_version") not in READABLE_ENVELOPE_VERSIONS:
         raise RequestRejected(
             RejectCode.BAD_ENVELOPE,
             f"envelope_version is {envelope.get('envelope_version')!r}; "
-            f"set it to {ENVELOPE_VERSION!r}",
+            f"set it to {ENVELOPE_VERSION!r} (the original OmniNode envelope's)",
         )
     if envelope.get("event_type") != EventType.STAMP_WORKFLOW_REQUESTED:
         raise RequestRejected(

@@ -1,7 +1,8 @@
 """Topic names and the dead-letter record written when a message cannot be processed.
 
 The defaults follow the original deployment guide's naming; every name is configurable
-(KAFKA_REQUEST_TOPIC, KAFKA_WORKFLOW_TOPIC). A topic's dead letters go to `<topic>.dlq`.
+(KAFKA_REQUEST_TOPIC, KAFKA_WORKFLOW_TOPIC, KAFKA_REDUCER_TOPIC). A topic's dead letters go
+to `<topic>.dlq`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TypedDict
 
 DEFAULT_REQUEST_TOPIC = "dev.omninode_bridge.onex.cmd.stamp-workflow-requested.v1"
 DEFAULT_WORKFLOW_TOPIC = "dev.omninode_bridge.onex.workflows.v1"
+DEFAULT_REDUCER_TOPIC = "dev.omninode_bridge.onex.reducer.v1"
 
 DEAD_LETTER_VERSION = "1"
 

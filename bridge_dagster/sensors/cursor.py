@@ -155,7 +155,7 @@ def plan_runs(
 
     waiting = {p: watermarks[p][1] - start for p, start in starts.items()}
     limit = min(budget, max_per_run * MAX_RUNS_PER_TICK)
-    takes = _share_fairly(waiting, limit)
+    takes = share_fairly(waiting, limit)
     ranges = [OffsetRange(p, starts[p], starts[p] + n) for p, n in sorted(takes.items()) if n]
     prefix = f"{topic}/g{generation}"
     return Plan(
@@ -194,7 +194,7 @@ def _starting_offsets(
     return starts, tuple(resets), tuple(lost), tuple(new)
 
 
-def _share_fairly(waiting: dict[int, int], limit: int) -> dict[int, int]:
+def share_fairly(waiting: dict[int, int], limit: int) -> dict[int, int]:
     """Split `limit` offsets max-min fairly: each partition gets an equal share, or all it
     has waiting when that is less, and what it leaves goes to the others.
 

@@ -100,8 +100,8 @@ def test_made_event_without_correlation_has_no_partition_key() -> None:
 
 def test_made_event_carries_source_and_version_fields() -> None:
     event = an_event()
-    assert event.envelope_version == "1"
-    assert event.event_version == "1"
+    assert event.envelope_version == "1.0"
+    assert event.event_version == "1.0"
     assert event.event_type == "blake3_hash_generated"
     assert event.source_service == "bridge-dagster-orchestrator"
     assert event.source_version

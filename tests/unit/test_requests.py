@@ -157,7 +157,7 @@ REJECTIONS = [
     ("not-json", b"{oops", RejectCode.BAD_JSON, "not JSON"),
     ("not-utf8", b'{"a": "\xff"}', RejectCode.BAD_JSON, "not UTF-8"),
     ("not-object", b"[1, 2, 3]", RejectCode.BAD_ENVELOPE, "JSON list, not an object"),
-    ("no-version", message({}, envelope_version=None), RejectCode.BAD_ENVELOPE, "set it to '1'"),
+    ("no-version", message({}, envelope_version=None), RejectCode.BAD_ENVELOPE, "set it to '1.0'"),
     ("payload-list", message([]), RejectCode.BAD_ENVELOPE, "payload is missing or not an object"),
     (
         "bad-correlation",
@@ -521,3 +521,33 @@ def test_any_valid_text_request_round_trips(
         stamp_type,
         metadata,
     )
+
+
+def test_request_in_the_original_omninode_envelope_is_accepted() -> None:
+    # Shaped as the original's ModelOnexEnvelopeV1 serialises it: every field, versions "1.0".
+    original = {
+        "envelope_version": "1.0",
+        "event_id": "7d1f3c2a-5b6e-4f80-9a1b-2c3d4e5f6a7b",
+        "event_type": "stamp_workflow_requested",
+        "event_version": "1.0",
+        "event_timestamp": "2026-11-30T10:15:00.123456+00:00",
+        "source_node_id": "omninode-producer-1",
+        "source_service": "omninode-bridge-client",
+        "source_version": "1.0.0",
+        "correlation_id": str(WORKFLOW_ID),
+        "causation_id": None,
+        "environment": "dev",
+        "partition_key": str(WORKFLOW_ID),
+        "payload": {"workflow_id": str(WORKFLOW_ID), "content": "print('hi')\n"},
+        "metadata": {},
+    }
+    assert parse(json.dumps(original).encode()).workflow_id == WORKFLOW_ID
+
+
+def test_request_in_this_projects_earlier_envelope_version_is_accepted() -> None:
+    assert parse(request()).workflow_id == WORKFLOW_ID
+
+
+def test_built_request_carries_the_original_versions() -> None:
+    raw = json.loads(build_request(workflow_id=WORKFLOW_ID, content="x", environment="dev"))
+    assert (raw["envelope_version"], raw["event_version"]) == ("1.0", "1.0")

@@ -1,0 +1,55 @@
+"""The day partitions of workflow_events: created ahead and on demand, dropped after retention.
+
+A day is one PostgreSQL partition, `workflow_events_pYYYYMMDD`, holding [day, day + 1) UTC.
+Dropping a whole day is instant and leaves no bloat, where DELETE of tens of millions of
+rows would take minutes and a VACUUM. Callers hold the landing lock, so no two sessions
+create the same partition at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Connection, text
+
+PREFIX = "workflow_events_p"
+
+_PARTITIONS = text(
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    " WHERE i.inhparent = 'workflow_events'::regclass"
+)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def partition_name(day: date) -> str:
+    return f"{PREFIX}{day:%Y%m%d}"
+
+
+def existing_days(conn: Connection) -> set[date]:
+    names = conn.execute(_PARTITIONS).scalars()
+    return {datetime.strptime(n[len(PREFIX) :], "%Y%m%d").date() for n in names}
+
+
+def ensure_days(conn: Connection, days: Iterable[date], known: set[date]) -> set[date]:
+    """Create the partitions of `days` missing from `known`; returns the days created."""
+    created = set()
+    for day in sorted(set(days) - known):
+        start, end = day_start(day), day_start(day + timedelta(days=1))
+        conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF workflow_events"
+            f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+        created.add(day)
+    known |= created
+    return created
+
+
+def drop_days(conn: Connection, days: Iterable[date]) -> list[date]:
+    dropped = sorted(days)
+    for day in dropped:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {partition_name(day)}")
+    return dropped
