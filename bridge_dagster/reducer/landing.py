@@ -16,15 +16,14 @@ No Dagster here: the landing job, the bench and the crash test all call `land`.
 
 from __future__ import annotations
 
-import csv
 import io
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from uuid import UUID
 
 import blake3
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -83,16 +82,19 @@ class LandingResult:
         return self.read / self.seconds if self.seconds else 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Row:
+    """An event with its COPY line made ahead, but for the namespace, which the commit
+    may still have to look up: line = head + namespace + tail."""
+
     event: LandedEvent
-    partition: int
-    offset: int
+    head: str
+    tail: str
 
 
 @dataclass
 class _Batch:
-    rows: dict[UUID, _Row] = field(default_factory=dict)
+    rows: dict[str, _Row] = field(default_factory=dict)
     letters: list[dict[str, object]] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict)
     read: int = 0
@@ -115,13 +117,25 @@ def land(
         targets = _plan(conn, consumer, config, result)
         known_days = event_days.existing_days(conn)
         conn.commit()
-        for batch in _batches(consumer, config, targets):
+
+        def commit(batch: _Batch) -> None:
             with conn.begin():
                 _commit_batch(conn, batch, config, known_days, result)
             result.batches += 1
             result.seconds = time.perf_counter() - started
             if on_batch is not None:
                 on_batch(result)
+
+        # PostgreSQL works on one batch while this thread reads and parses the next: on two
+        # cores that nearly halves a landing's time. Batches still commit one by one, in order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-commit") as pool:
+            pending: Future[None] | None = None
+            for batch in _batches(consumer, config, targets):
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(commit, batch)
+            if pending is not None:
+                pending.result()
         relay_dead_letters(conn, producer, dlq_topic(config.topic))
     result.seconds = time.perf_counter() - started
     return result
@@ -248,13 +262,14 @@ def _take(
     batch.positions[partition] = offset + 1
     if offset + 1 >= ends[partition]:
         del ends[partition]
-    parsed = parse_event(message.value(), _signature(message), admission)
+    signature = None if config.signing_key is None else _signature(message)
+    parsed = parse_event(message.value(), signature, admission)
     if isinstance(parsed, Rejected):
         batch.letters.append(_letter(message, parsed, config.topic))
     elif parsed.event_id in batch.rows:
         batch.in_batch_duplicates += 1
     else:
-        batch.rows[parsed.event_id] = _Row(parsed, partition, offset)
+        batch.rows[parsed.event_id] = _row(parsed, config.topic, partition, offset)
 
 
 def _admission(config: LandingConfig) -> Admission:
@@ -305,8 +320,8 @@ def _commit_batch(
         rows = _new_rows(conn, rows)
     if rows:
         touched.update(_hour(r.event.event_timestamp) for r in rows)
-        rows, late_hours = _attribute(conn, rows)
-        _copy(conn, rows, config.topic)
+        namespaces, late_hours = _attribute(conn, rows)
+        _copy(conn, rows, namespaces)
         touched.update(dict.fromkeys(late_hours, 0))
     if touched:
         hours = sorted(touched)
@@ -343,97 +358,102 @@ def _new_rows(conn: Connection, rows: list[_Row]) -> list[_Row]:
         conn.execute(
             query("landing_existing_ids"),
             {
-                "ids": [str(r.event.event_id) for r in rows],
+                "ids": _ids(r.event.event_id for r in rows),
                 "earliest": min(stamps),
                 "latest": max(stamps),
             },
         ).scalars()
     )
-    return [r for r in rows if r.event.event_id not in existing]
+    if not existing:
+        return rows
+    landed = {str(e) for e in existing}
+    return [r for r in rows if r.event.event_id not in landed]
 
 
-def _attribute(conn: Connection, rows: list[_Row]) -> tuple[list[_Row], set[datetime]]:
-    """The rows with their workflows' namespaces filled in, and the hours of earlier events
-    that a namespace first named here attributed."""
-    named: dict[UUID, tuple[str, datetime]] = {}
+def _attribute(conn: Connection, rows: list[_Row]) -> tuple[dict[str, str], set[datetime]]:
+    """The namespace of each workflow of the rows, where known, and the hours of earlier
+    events that a namespace first named here attributed."""
+    named: dict[str, tuple[str, datetime]] = {}
     for r in rows:
         e = r.event
         if e.namespace is not None and e.correlation_id not in named:
             named[e.correlation_id] = (e.namespace, e.event_timestamp)
     new = _register_namespaces(conn, named)
-    unnamed = {r.event.correlation_id for r in rows if r.event.namespace is None}
-    known: dict[UUID, str] = {}
+    namespaces = {w: ns for w, (ns, _) in named.items()}
+    unnamed = {r.event.correlation_id for r in rows} - namespaces.keys()
     if unnamed:
-        found = conn.execute(
-            query("landing_known_namespaces"), {"workflow_ids": [str(w) for w in unnamed]}
-        )
-        known = {UUID(str(w)): n for w, n in found.all()}
-    out, orphans = [], []
-    for r in rows:
-        namespace = r.event.namespace or known.get(r.event.correlation_id)
-        if namespace is None:
-            orphans.append(r.event)
-        elif r.event.namespace is None:
-            r = replace(r, event=replace(r.event, namespace=namespace))
-        out.append(r)
+        found = conn.execute(query("landing_known_namespaces"), {"workflow_ids": _ids(unnamed)})
+        namespaces.update((str(w), ns) for w, ns in found.all())
+    orphans = [
+        r.event
+        for r in rows
+        if r.event.namespace is None and r.event.correlation_id not in namespaces
+    ]
     if orphans:
         conn.execute(
             query("landing_remember_unattributed"),
             {
-                "event_ids": [str(e.event_id) for e in orphans],
+                "event_ids": _ids(e.event_id for e in orphans),
                 "timestamps": [e.event_timestamp for e in orphans],
-                "workflow_ids": [str(e.correlation_id) for e in orphans],
+                "workflow_ids": _ids(e.correlation_id for e in orphans),
             },
         )
     late: set[datetime] = set()
     if new:
-        found = conn.execute(
-            query("landing_attribute_late"), {"workflow_ids": [str(w) for w in new]}
-        )
+        found = conn.execute(query("landing_attribute_late"), {"workflow_ids": _ids(new)})
         late = set(found.scalars())
-    return out, late
+    return namespaces, late
 
 
-def _register_namespaces(conn: Connection, named: dict[UUID, tuple[str, datetime]]) -> list[str]:
+def _register_namespaces(conn: Connection, named: dict[str, tuple[str, datetime]]) -> list[str]:
     """Record the first namespace of each workflow; returns the workflows new to the table."""
     if not named:
         return []
     ids = list(named)
     params = {
-        "workflow_ids": [str(w) for w in ids],
+        "workflow_ids": _ids(ids),
         "namespaces": [named[w][0] for w in ids],
         "seen": [named[w][1] for w in ids],
     }
-    return list(conn.execute(query("landing_register_namespaces"), params).scalars())
+    return [str(w) for w in conn.execute(query("landing_register_namespaces"), params).scalars()]
 
 
-def _copy(conn: Connection, rows: list[_Row], topic: str) -> None:
-    buffer = io.StringIO()
-    write = csv.writer(buffer).writerow
-    for r in rows:
-        e = r.event
-        write(
-            (
-                e.event_id,
-                e.event_timestamp.isoformat(),
-                e.event_type,
-                e.correlation_id,
-                e.namespace,
-                e.to_state,
-                e.content_type,
-                e.file_size,
-                e.latency_ms,
-                topic,
-                r.partition,
-                r.offset,
-                e.envelope_json,
-            )
+def _ids(ids: Iterable[str]) -> str:
+    """UUIDs for `string_to_array(:ids, ',')`: half the cost of binding a list of 10,000."""
+    return ",".join(ids)
+
+
+def _row(e: LandedEvent, topic: str, partition: int, offset: int) -> _Row:
+    """COPY's CSV: ids, times, names and numbers need no quoting; free text does."""
+    head = f"{e.event_id},{e.timestamp_text},{e.event_type},{e.correlation_id},"
+    tail = ",".join(
+        (
+            "",
+            e.to_state or "",
+            _quoted(e.content_type),
+            "" if e.file_size is None else str(e.file_size),
+            "" if e.latency_ms is None else repr(e.latency_ms),
+            _quoted(topic),
+            str(partition),
+            str(offset),
+            _quoted(e.envelope_json),
         )
-    buffer.seek(0)
-    cursor = conn.connection.dbapi_connection.cursor()
-    cursor.copy_expert(
-        f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)", buffer
     )
+    return _Row(e, head, tail + "\n")
+
+
+def _quoted(value: str | None) -> str:
+    return "" if value is None else '"' + value.replace('"', '""') + '"'
+
+
+def _copy(conn: Connection, rows: list[_Row], namespaces: dict[str, str]) -> None:
+    lines = [
+        r.head + (r.event.namespace or namespaces.get(r.event.correlation_id, "")) + r.tail
+        for r in rows
+    ]
+    cursor = conn.connection.dbapi_connection.cursor()
+    copy = f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+    cursor.copy_expert(copy, io.StringIO("".join(lines)), size=1 << 20)
 
 
 def _store_letters(conn: Connection, letters: list[dict[str, object]], dlq: str) -> None:

@@ -9,6 +9,9 @@ import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pydantic import PrivateAttr
 
+# librdkafka's upper bound for receive.message.max.bytes.
+RECEIVE_MAX_BYTES = 2_147_483_647
+
 
 class BrokerUnavailable(RuntimeError):
     """The broker did not answer in time; sensors turn this into a skip reason."""
@@ -55,6 +58,10 @@ class KafkaResource(dg.ConfigurableResource):
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
                 "socket.timeout.ms": int(self.timeout_s * 1000),
+                # The embedded broker answers a fetch with everything from the offset on,
+                # ignoring fetch.max.bytes; a backlog over librdkafka's default 100 MB
+                # receive limit would never be read. Real brokers keep to fetch.max.bytes.
+                "receive.message.max.bytes": RECEIVE_MAX_BYTES,
             }
         )
         try:

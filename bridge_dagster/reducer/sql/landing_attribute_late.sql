@@ -4,7 +4,7 @@ WITH attributed AS (
     DELETE FROM unattributed_events AS u
     USING workflow_namespaces AS n
     WHERE u.workflow_id = n.workflow_id
-      AND n.workflow_id = ANY(CAST(:workflow_ids AS uuid[]))
+      AND n.workflow_id = ANY(CAST(string_to_array(:workflow_ids, ',') AS uuid[]))
     RETURNING u.event_id, u.event_timestamp, n.namespace
 )
 UPDATE workflow_events AS e

@@ -3,6 +3,6 @@
 -- stamped a re-publication with a later time.
 SELECT event_id
 FROM workflow_events
-WHERE event_id = ANY(CAST(:ids AS uuid[]))
+WHERE event_id = ANY(CAST(string_to_array(:ids, ',') AS uuid[]))
   AND event_timestamp >= CAST(:earliest AS timestamptz) - interval '1 day'
   AND event_timestamp < CAST(:latest AS timestamptz) + interval '1 day'
