@@ -5,8 +5,15 @@
 | stamp_workflow, sweep_stale_workflows   | orchestrator/jobs.py (ops: ops.py)      |
 | sweep_stale_workflows_every_5_minutes   | orchestrator/jobs.py                    |
 | stamp_request_sensor                    | sensors/stamp_requests.py               |
+| workflow_events + reducer_* assets      | reducer/assets.py (SQL: reducer/sql/)   |
+| reducer asset checks                    | reducer/checks.py                       |
+| land_workflow_events, reducer_hourly,   | reducer/jobs.py                         |
+|   maintain_workflow_event_days + their  |                                         |
+|   schedules                             |                                         |
+| workflow_event_landing_sensor           | sensors/workflow_events.py              |
+| reducer_refresh_sensor                  | sensors/reducer_refresh.py              |
 | postgres, kafka, stamping, tree         | resources/                              |
-| workflow_settings                       | resources/workflow_settings.py          |
+| workflow_settings, reducer_settings     | resources/*_settings.py                 |
 
 Values come from `settings.py`, which checks every environment variable at load; secrets
 (POSTGRES_PASSWORD, API_KEY, EVENT_SIGNING_KEY) stay EnvVars so the UI shows only names.
@@ -18,12 +25,25 @@ import dagster as dg
 
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_schedule, sweep_stale_workflows
 from bridge_dagster.orchestrator.ops import IO
+from bridge_dagster.reducer.assets import build_reducer_assets
+from bridge_dagster.reducer.checks import build_reducer_checks
+from bridge_dagster.reducer.jobs import (
+    build_reducer_job,
+    build_reducer_schedule,
+    land_workflow_events,
+    maintain_event_days_schedule,
+    maintain_workflow_event_days,
+)
+from bridge_dagster.reducer.partitions import hourly_partitions
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.reducer_settings import ReducerSettings
 from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
+from bridge_dagster.sensors.reducer_refresh import build_refresh_sensor
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
+from bridge_dagster.sensors.workflow_events import build_landing_sensor
 from bridge_dagster.settings import Settings, load_settings
 
 
@@ -72,22 +92,51 @@ def build_resources(settings: Settings) -> dict[str, object]:
             signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),
             workflow_timeout_ms=settings.workflow_timeout_ms,
         ),
+        "reducer_settings": ReducerSettings(
+            default_namespace=settings.default_namespace,
+            reducer_topic=settings.reducer_topic,
+            environment=settings.environment,
+            signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),
+            batch_size=settings.aggregation_batch_size,
+            max_events_per_run=settings.max_aggregation_queue_size,
+            partitions_start=settings.reducer_partitions_start.isoformat(),
+            retention_days=settings.workflow_events_retention_days,
+        ),
         IO: dg.mem_io_manager,
     }
 
 
 settings = load_settings()
+hourly = hourly_partitions(settings.reducer_partitions_start)
+reducer_hourly = build_reducer_job(hourly)
+window_s = max(1, settings.aggregation_window_ms // 1000)
 
 defs = dg.Definitions(
-    jobs=[stamp_workflow, sweep_stale_workflows],
-    schedules=[sweep_schedule],
+    assets=build_reducer_assets(hourly),
+    asset_checks=build_reducer_checks(hourly),
+    jobs=[
+        stamp_workflow,
+        sweep_stale_workflows,
+        land_workflow_events,
+        reducer_hourly,
+        maintain_workflow_event_days,
+    ],
+    schedules=[
+        sweep_schedule,
+        build_reducer_schedule(reducer_hourly),
+        maintain_event_days_schedule,
+    ],
     sensors=[
         build_stamp_request_sensor(
             stamp_workflow,
             max_requests_per_run=settings.max_requests_per_run,
             max_queue_size=settings.max_workflow_queue_size,
             interval_s=settings.request_sensor_interval_s,
-        )
+        ),
+        build_landing_sensor(land_workflow_events, interval_s=window_s),
+        build_refresh_sensor(
+            reducer_hourly, hourly, interval_s=window_s, concurrency=settings.reducer_concurrency
+        ),
     ],
     resources=build_resources(settings),
 )

@@ -48,6 +48,33 @@ def ensure_days(conn: Connection, days: Iterable[date], known: set[date]) -> set
     return created
 
 
+def unaggregated_days(
+    conn: Connection, days: Iterable[date], tables: Iterable[str], partitions_start: datetime
+) -> set[date]:
+    """The days among `days` with an hour that some table has not aggregated since it landed.
+
+    Hours before `partitions_start` have no partition to aggregate them and never wait.
+    """
+    wanted = sorted(days)
+    if not wanted:
+        return set()
+    stale = conn.execute(
+        text(
+            "SELECT DISTINCT (l.hour AT TIME ZONE 'UTC')::date FROM reducer_landed_hours AS l"
+            " CROSS JOIN unnest(CAST(:tables AS text[])) AS t(asset)"
+            " LEFT JOIN reducer_hour_state AS s ON s.asset = t.asset AND s.hour = l.hour"
+            " WHERE l.hour >= :start AND l.hour < :end"
+            " AND COALESCE(s.aggregated_seq, -1) < l.touch_seq"
+        ),
+        {
+            "tables": list(tables),
+            "start": max(day_start(wanted[0]), partitions_start),
+            "end": day_start(wanted[-1] + timedelta(days=1)),
+        },
+    ).scalars()
+    return set(stale) & set(wanted)
+
+
 def drop_days(conn: Connection, days: Iterable[date]) -> list[date]:
     dropped = sorted(days)
     for day in dropped:

@@ -1,0 +1,166 @@
+"""Reducer jobs: landing, the hourly asset job and its schedule, and event-day upkeep."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from sqlalchemy import text
+
+from bridge_dagster.reducer import event_days
+from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
+from bridge_dagster.reducer.assets import WORKFLOW_EVENTS
+from bridge_dagster.reducer.landing import LANDING_LOCK, LandingConfig, land
+from bridge_dagster.resources.kafka import KafkaResource
+from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.reducer_settings import ReducerSettings
+
+REDUCER_ASSETS = (*HOURLY_TABLE_NAMES, "reducer_bridge_state")
+# Landing and aggregation runs are small and keep the reducer fresh: the run queue
+# takes them before stamp_workflow batches.
+PRIORITY = {"dagster/priority": "10"}
+LANDING_TAGS = {"bridge/kind": "landing", **PRIORITY}
+REDUCER_TAGS = {"bridge/kind": "reducer", **PRIORITY}
+# Event days made ahead of the clock, so landing seldom creates one.
+DAYS_AHEAD = 3
+
+
+@dg.op(
+    description="Land the workflow topic's new events into workflow_events; record every hour"
+    " it touched as a materialization of the hourly `workflow_events` asset.",
+)
+def land_events(
+    context: dg.OpExecutionContext,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    reducer_settings: ReducerSettings,
+) -> None:
+    config = LandingConfig(
+        topic=kafka.workflow_topic,
+        batch_size=reducer_settings.batch_size,
+        max_events=reducer_settings.max_events_per_run,
+        retention_days=reducer_settings.retention_days,
+        signing_key=reducer_settings.signing_key,
+        poll_timeout_s=kafka.timeout_s,
+    )
+    with kafka.consumer() as consumer:
+        result = land(postgres.engine(), consumer, kafka.producer(), config)
+    for warning in result.warnings:
+        context.log.warning(warning)
+    for hour, events in sorted(result.hours.items()):
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=WORKFLOW_EVENTS,
+                partition=f"{hour:%Y-%m-%d-%H:%M}",
+                metadata={"events_landed": events},
+            )
+        )
+    for code, count in sorted(result.rejected.items()):
+        context.log.warning(f"{count} events dead-lettered to {kafka.workflow_topic}.dlq as {code}")
+    context.instance.add_run_tags(
+        context.run_id,
+        {"bridge/landed": str(result.landed), "bridge/dead_lettered": str(result.dead_lettered)},
+    )
+    context.log.info(
+        f"read {result.read} events: {result.landed} landed, {result.duplicates} already"
+        f" landed, {result.dead_lettered} dead-lettered, in {result.batches} transactions,"
+        f" {result.seconds:.1f} s ({result.events_per_s:,.0f} events/s); touched"
+        f" {len(result.hours)} hours; positions {dict(sorted(result.positions.items()))}"
+        " (next offset to land)"
+    )
+
+
+@dg.job(tags=LANDING_TAGS, executor_def=dg.in_process_executor)
+def land_workflow_events() -> None:
+    """Land new workflow events into PostgreSQL table `workflow_events`, exactly once.
+
+    Started by `workflow_event_landing_sensor`; safe to launch by hand at any time (one
+    landing runs at a time, it resumes where the database says, and rows are idempotent).
+    Malformed events go to `<KAFKA_WORKFLOW_TOPIC>.dlq` with their reason.
+    """
+    land_events()
+
+
+@dg.op(
+    description="Create workflow_events' day partitions ahead; drop whole days older than"
+    " WORKFLOW_EVENTS_RETENTION_DAYS once every hour of them is aggregated.",
+)
+def maintain_event_days(
+    context: dg.OpExecutionContext, postgres: PostgresResource, reducer_settings: ReducerSettings
+) -> None:
+    today = datetime.now(UTC).date()
+    horizon = today - timedelta(days=reducer_settings.retention_days)
+    with postgres.engine().begin() as conn:
+        # The landing lock: no landing may create or fill a day while it is dropped.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LANDING_LOCK})
+        known = event_days.existing_days(conn)
+        ahead = [today + timedelta(days=n) for n in range(DAYS_AHEAD + 1)]
+        created = event_days.ensure_days(conn, ahead, known)
+        expired = sorted(d for d in known if d < horizon)
+        waiting = event_days.unaggregated_days(
+            conn,
+            expired,
+            HOURLY_TABLE_NAMES,
+            datetime.fromisoformat(reducer_settings.partitions_start),
+        )
+        dropped = event_days.drop_days(conn, [d for d in expired if d not in waiting])
+    for day in sorted(waiting):
+        context.log.warning(
+            f"workflow_events day {day} is past retention but has hours not yet aggregated;"
+            " it is kept until they are (materialize them, or run a backfill)"
+        )
+    context.log.info(
+        f"created {len(created)} day partitions {sorted(map(str, created))}; dropped"
+        f" {len(dropped)} {list(map(str, dropped))} (older than {horizon})"
+    )
+
+
+@dg.job(tags={"bridge/kind": "maintenance"}, executor_def=dg.in_process_executor)
+def maintain_workflow_event_days() -> None:
+    """Keep workflow_events' day partitions: made ahead, dropped after retention."""
+    maintain_event_days()
+
+
+maintain_event_days_schedule = dg.ScheduleDefinition(
+    name="maintain_workflow_event_days_hourly",
+    job=maintain_workflow_event_days,
+    cron_schedule="17 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+def build_reducer_job(partitions: dg.HourlyPartitionsDefinition) -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "reducer_hourly",
+        selection=dg.AssetSelection.assets(*REDUCER_ASSETS),
+        partitions_def=partitions,
+        tags=REDUCER_TAGS,
+        description="Aggregate hours of `workflow_events` into the reducer tables"
+        f" ({', '.join(f'`{n}`' for n in REDUCER_ASSETS)}), with their checks.",
+    )
+
+
+def build_reducer_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    """At five past each hour, aggregate the hour that just closed, once.
+
+    A hand-made schedule: the partitions include the hour in progress (end_offset=1), so
+    build_schedule_from_partitioned_job would aggregate that one instead.
+    """
+
+    @dg.schedule(
+        name="reducer_hourly_after_the_hour",
+        job=job,
+        cron_schedule="5 * * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="At HH:05 UTC, re-materialize the reducer tables for the hour that closed"
+        " at HH:00, with every event that landed for it by then.",
+    )
+    def reducer_hourly_after_the_hour(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest:
+        ticked = context.scheduled_execution_time.astimezone(UTC)
+        closed = ticked.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        key = f"{closed:%Y-%m-%d-%H:%M}"
+        return dg.RunRequest(run_key=key, partition_key=key, tags=REDUCER_TAGS)
+
+    return reducer_hourly_after_the_hour
