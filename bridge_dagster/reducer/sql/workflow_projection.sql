@@ -39,7 +39,7 @@ INSERT INTO reducer_workflow_projection AS p (
 SELECT
     workflow_id, namespace,
     (ARRAY['pending', 'processing', 'completed', 'failed'])[state_rank], state_rank,
-    states_seen, bit_count(states_seen::bit(4))::integer,
+    states_seen, bit_count(states_seen::integer::bit(4))::integer,
     first_event_at, last_event_at, latency_ms, now()
 FROM workflows
 ON CONFLICT (workflow_id) DO UPDATE SET
@@ -48,7 +48,7 @@ ON CONFLICT (workflow_id) DO UPDATE SET
     state = CASE WHEN EXCLUDED.state_rank > p.state_rank THEN EXCLUDED.state ELSE p.state END,
     state_rank = GREATEST(p.state_rank, EXCLUDED.state_rank),
     states_seen = p.states_seen | EXCLUDED.states_seen,
-    transitions = bit_count((p.states_seen | EXCLUDED.states_seen)::bit(4))::integer,
+    transitions = bit_count((p.states_seen | EXCLUDED.states_seen)::integer::bit(4))::integer,
     first_event_at = LEAST(p.first_event_at, EXCLUDED.first_event_at),
     last_event_at = GREATEST(p.last_event_at, EXCLUDED.last_event_at),
     latency_ms = COALESCE(EXCLUDED.latency_ms, p.latency_ms),
