@@ -180,7 +180,7 @@ def _hourly_asset(table: Table, partitions: dg.HourlyPartitionsDefinition) -> dg
                 start,
                 end,
                 default_namespace=reducer_settings.default_namespace,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
             ),
         )
         return _result(context, postgres, table.name, start, end, outcome)
@@ -206,7 +206,7 @@ def _bridge_state_asset() -> dg.AssetsDefinition:
     def reducer_bridge_state(
         context: dg.AssetExecutionContext, postgres: PostgresResource
     ) -> dg.MaterializeResult:
-        outcome = aggregate.rebuild_bridge_state(postgres.engine(), run_id=context.run_id)
+        outcome = aggregate.rebuild_bridge_state(postgres.engine(), run_id=context.run.run_id)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": outcome.rows,
@@ -234,7 +234,7 @@ def _announced(
         "asset": table,
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
-        "run_id": context.run_id,
+        "run_id": context.run.run_id,
     }
     emit = _emitter(producer, settings)
     emit(EventType.AGGREGATION_STARTED, base)
