@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from bridge_dagster.cli.backfill import backfill
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
 from bridge_dagster.settings import ConfigError, Settings, load_settings
@@ -25,6 +26,8 @@ Examples:
   bridge-dagster submit --content 'hello' submit one stamping request
   bridge-dagster submit --demo 200        submit 200 varied demo requests
   bridge-dagster status WORKFLOW_ID       show one workflow's state and stamp
+  bridge-dagster backfill --from 2026-11-30-00:00 --to 2026-11-30-12:00 --wait
+                                          re-aggregate those reducer hours via the daemon
 """
 
 
@@ -108,6 +111,7 @@ def migrate(revision: str) -> None:
 
 main.add_command(submit)
 main.add_command(status)
+main.add_command(backfill)
 
 
 @main.command(

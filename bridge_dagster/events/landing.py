@@ -117,7 +117,8 @@ def _parse(raw: bytes | None, signature: bytes | None, admission: Admission) -> 
             f" ({', '.join(READABLE_ENVELOPE_VERSIONS)})",
         )
     event_type = envelope.get("event_type")
-    if event_type not in WORKFLOW_EVENT_TYPES:
+    # A set lookup would raise on a list or object: check the type first.
+    if not isinstance(event_type, str) or event_type not in WORKFLOW_EVENT_TYPES:
         raise _Reject(
             RejectCode.UNKNOWN_EVENT_TYPE,
             f"event_type {event_type!r} is not a workflow event type",

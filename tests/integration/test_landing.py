@@ -1,0 +1,316 @@
+"""Landing against the real broker and PostgreSQL: exactly once, through crashes and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.events import synthetic
+from bridge_dagster.events.envelope import make_event
+from bridge_dagster.events.topics import parse_dead_letter
+from bridge_dagster.events.types import EventType
+from bridge_dagster.reducer.landing import MAX_DEAD_LETTER_ORIGINAL
+from tests.conftest import Topics
+from tests.integration.reducer_harness import (
+    BASE_HOUR,
+    NOW,
+    land_all,
+    produce_events,
+    produce_raw,
+)
+from tests.integration.workflow_harness import count, read_all
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Engine:
+    engine = create_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def flows(n: int, **kw: object) -> list[synthetic.Workflow]:
+    return synthetic.workflows(
+        n, start=BASE_HOUR, spread=timedelta(hours=2), namespaces=["a.ns", "b.ns"], **kw
+    )
+
+
+def events_of(n: int) -> list:
+    return list(synthetic.stream(flows(n), environment="test"))
+
+
+def test_every_event_lands_once_and_the_positions_reach_the_end(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = events_of(300)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    result = land_all(engine, kafka_bootstrap, topics.workflow, batch_size=500)
+    assert result.landed == len(events) and result.batches > 1
+    assert count(engine, "SELECT count(*) FROM workflow_events") == len(events)
+    positions = count(engine, "SELECT sum(next_offset) FROM landing_positions")
+    assert positions == len(events)
+
+
+def test_landing_records_the_hours_it_touched(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = events_of(200)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    result = land_all(engine, kafka_bootstrap, topics.workflow)
+    hours = {e.event_timestamp.replace(minute=0, second=0, microsecond=0) for e in events}
+    assert set(result.hours) == hours
+    with engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT hour, events FROM reducer_landed_hours")).all())
+    assert stored == {
+        h: sum(
+            1
+            for e in events
+            if e.event_timestamp >= h and e.event_timestamp < h + timedelta(hours=1)
+        )
+        for h in hours
+    }
+
+
+def test_re_sent_events_and_a_second_landing_add_nothing(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = events_of(200)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    again = land_all(engine, kafka_bootstrap, topics.workflow)
+    assert (again.read, again.landed, again.duplicates) == (len(events), 0, len(events))
+    assert count(engine, "SELECT count(*) FROM workflow_events") == len(events)
+
+
+def test_a_duplicate_that_arrives_days_later_is_landed_once(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    # Byte-identical re-publication of an event four days old, after other days have landed.
+    old = make_event(
+        EventType.WORKFLOW_STATE_TRANSITION,
+        {"to_state": "pending", "namespace": "a.ns"},
+        correlation_id=synthetic.uuid.uuid4(),
+        environment="test",
+        timestamp=NOW - timedelta(days=4),
+    )
+    produce_events(kafka_bootstrap, topics.workflow, [old])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    produce_events(kafka_bootstrap, topics.workflow, events_of(50))
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    produce_events(kafka_bootstrap, topics.workflow, [old])
+    late = land_all(engine, kafka_bootstrap, topics.workflow)
+    assert (late.landed, late.duplicates) == (0, 1)
+    assert (
+        count(engine, f"SELECT count(*) FROM workflow_events WHERE event_id = '{old.event_id}'")
+        == 1
+    )
+
+
+def test_a_republication_stamped_later_the_same_day_is_landed_once(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    first = make_event(
+        EventType.STAMP_WORKFLOW_STARTED,
+        {"namespace": "a.ns"},
+        correlation_id=synthetic.uuid.uuid4(),
+        environment="test",
+        timestamp=BASE_HOUR,
+    )
+    again = first.model_copy(update={"event_timestamp": BASE_HOUR + timedelta(minutes=7)})
+    produce_events(kafka_bootstrap, topics.workflow, [first])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    produce_events(kafka_bootstrap, topics.workflow, [again])
+    assert land_all(engine, kafka_bootstrap, topics.workflow).duplicates == 1
+    assert count(engine, "SELECT count(*) FROM workflow_events") == 1
+
+
+def test_events_land_in_day_partitions_created_on_demand(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    days_ago = [NOW - timedelta(days=d) for d in (0, 2, 9)]
+    events = [
+        make_event(
+            EventType.STAMP_WORKFLOW_STARTED,
+            {"namespace": "a.ns"},
+            correlation_id=synthetic.uuid.uuid4(),
+            environment="test",
+            timestamp=when,
+        )
+        for when in days_ago
+    ]
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    with engine.connect() as conn:
+        partitions = conn.execute(
+            text(
+                "SELECT c.relname, count(e.*) FROM pg_inherits i JOIN pg_class c ON"
+                " c.oid = i.inhrelid LEFT JOIN workflow_events e ON e.tableoid = c.oid"
+                " WHERE i.inhparent = 'workflow_events'::regclass GROUP BY c.relname"
+            )
+        ).all()
+    assert {name: n for name, n in partitions} == {
+        f"workflow_events_p{when:%Y%m%d}": 1 for when in days_ago
+    }
+
+
+def test_an_event_whose_namespace_arrives_in_a_later_landing_takes_it(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    [flow] = flows(1)
+    events = synthetic.events(flow, environment="test")
+    produce_events(kafka_bootstrap, topics.workflow, events[:1])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    produce_events(kafka_bootstrap, topics.workflow, events[1:])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    with engine.connect() as conn:
+        namespaces = conn.execute(text("SELECT DISTINCT namespace FROM workflow_events")).scalars()
+        assert list(namespaces) == [flow.namespace]
+    assert count(engine, "SELECT count(*) FROM unattributed_events") == 0
+
+
+BAD = [
+    (b"\xff\xfe not utf-8", "not_utf8"),
+    (b"{not json", "bad_json"),
+    (b"[1, 2, 3]", "not_an_envelope"),
+    (
+        json.dumps({"envelope_version": "9.9", "event_type": "x"}).encode(),
+        "unknown_envelope_version",
+    ),
+    (json.dumps({"envelope_version": "1.0", "event_type": "nope"}).encode(), "unknown_event_type"),
+    (b"", "empty"),
+]
+
+
+def test_malformed_events_are_dead_lettered_with_reasons_and_landing_goes_on(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    good = events_of(20)
+    huge = json.dumps({"envelope_version": "1.0", "pad": "x" * 400_000}).encode()
+    produce_events(kafka_bootstrap, topics.workflow, good[:100])
+    produce_raw(kafka_bootstrap, topics.workflow, [raw for raw, _ in BAD] + [huge])
+    produce_events(kafka_bootstrap, topics.workflow, good[100:])
+    result = land_all(engine, kafka_bootstrap, topics.workflow, batch_size=50)
+
+    assert result.landed == len(good)
+    assert result.dead_lettered == len(BAD) + 1
+    letters = [
+        parse_dead_letter(v) for _, _, _, v in read_all(kafka_bootstrap, f"{topics.workflow}.dlq")
+    ]
+    reasons = sorted(letter["reason"].split(":")[0] for letter in letters)
+    assert reasons == sorted([code for _, code in BAD] + ["unknown_event_type"])
+    big = next(
+        letter
+        for letter in letters
+        if letter["original"] and len(letter["original"]) == MAX_DEAD_LETTER_ORIGINAL
+    )
+    assert f"of {len(huge)} bytes" in big["reason"]
+    assert (
+        count(engine, "SELECT count(*) FROM dead_letters WHERE sent_at IS NOT NULL") == len(BAD) + 1
+    )
+
+
+def test_dead_letters_are_sent_once_even_when_their_landing_is_repeated(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    produce_raw(kafka_bootstrap, topics.workflow, [raw for raw, _ in BAD])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM landing_positions"))
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    assert len(read_all(kafka_bootstrap, f"{topics.workflow}.dlq")) == len(BAD)
+
+
+def test_a_dead_letter_stored_but_not_sent_before_a_crash_goes_out_with_the_next_landing(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    produce_raw(kafka_bootstrap, topics.workflow, [b"{not json"])
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    # As a crash between the batch's commit and its relay leaves it.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE dead_letters SET sent_at = NULL"))
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    letters = read_all(kafka_bootstrap, f"{topics.workflow}.dlq")
+    assert len(letters) == 2 and letters[0][3] == letters[1][3], "re-sent byte-identical"
+
+
+def test_signed_landing_dead_letters_altered_and_wrongly_signed_events(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = events_of(3)
+    produce_events(kafka_bootstrap, topics.workflow, events[:10], signing_key="right")
+    produce_events(kafka_bootstrap, topics.workflow, events[10:12], signing_key="wrong")
+    produce_events(kafka_bootstrap, topics.workflow, events[12:], signing_key=None)
+    result = land_all(engine, kafka_bootstrap, topics.workflow, signing_key="right")
+    assert result.landed == 10
+    assert result.rejected == {"bad_signature": len(events) - 10}
+
+
+def _landing_env(pg: PostgresAddress, bootstrap: str, topic: str, home: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "KAFKA_"))},
+        **pg.env(),
+        "POSTGRES_SSL_MODE": "disable",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_WORKFLOW_TOPIC": topic,
+        "AGGREGATION_BATCH_SIZE": "1000",
+        "MAX_AGGREGATION_QUEUE_SIZE": "10000000",
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def test_a_landing_killed_mid_batch_and_restarted_lands_every_event_exactly_once(
+    engine: Engine,
+    pg_address: PostgresAddress,
+    kafka_bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+) -> None:
+    events = events_of(12_000)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    env = _landing_env(pg_address, kafka_bootstrap, topics.workflow, tmp_path)
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "job",
+        "execute",
+        "-m",
+        "bridge_dagster.definitions",
+        "-j",
+        "land_workflow_events",
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    landed = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        landed = count(engine, "SELECT COALESCE(sum(next_offset), 0) FROM landing_positions")
+        if landed > 5_000:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the landing ended before it could be killed mid-way"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < landed < len(events)
+
+    restarted = subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+
+    assert count(engine, "SELECT count(*) FROM workflow_events") == len(events)
+    assert count(engine, "SELECT count(DISTINCT event_id) FROM workflow_events") == len(events)
+    assert count(engine, "SELECT sum(events) FROM reducer_landed_hours") == len(events)
