@@ -105,8 +105,8 @@ def main() -> None:
     count = args.events or (100_000 if args.quick else 1_000_000)
     small, large = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
     result: dict[str, Any] = {"events": count, "quick": args.quick}
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp, ExitStack() as stack:
-        data = Path(tmp)
+    with ExitStack() as stack:
+        data = _data_dir(args.data_dir, stack)
         pg, bootstrap = _servers(data, stack)
         result |= _landing_phase(pg, bootstrap, count)
         result |= _aggregation_phase(pg, small, large)
@@ -118,6 +118,14 @@ def main() -> None:
     result["notes"] = _notes(args, small, large)
     result["elapsed_s"] = round(time.monotonic() - began, 1)
     print(json.dumps(result))
+
+
+def _data_dir(kept: Path | None, stack: ExitStack) -> Path:
+    """A temporary directory, removed after the servers stop, unless --data-dir keeps one."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=False)
+        return kept.resolve()
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bridge-bench-")))
 
 
 def _parse_args() -> argparse.Namespace:
@@ -150,6 +158,11 @@ def _parse_args() -> argparse.Namespace:
         type=int,
         default=5_000,
         help="AGGREGATION_WINDOW_SIZE_MS: landing and refresh sensor interval (default 5000)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="a new directory to keep the servers' data and logs in (daemon.log among them)",
     )
     return parser.parse_args()
 
@@ -810,6 +823,14 @@ class _Watch:
             ).one()
         return _Poll(at=float(row[1]), shown=int(row[0]))
 
+    def run_states(self) -> str:
+        """Dagster runs per job and status, short: 'stamp_workflow SUCCESS 3, ...'."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT pipeline_name, status, count(*) FROM runs GROUP BY 1, 2 ORDER BY 1, 2")
+            ).all()
+        return ", ".join(f"{job} {status} {n}" for job, status, n in rows)
+
     def done(self) -> tuple[int, int]:
         """Workflows terminal, and of them completed, counting the warm-up."""
         with self.engine.connect() as conn:
@@ -864,7 +885,8 @@ def _poll_during(engine: Engine, load: _PacedLoad, watch: _Watch, warm: _Warm) -
         if time.monotonic() >= next_log:
             log(
                 f"  sent {len(load.sent):,}, terminal {terminal - WARM_UP_WORKFLOWS:,},"
-                f" completed {completed - warm.completed:,}, shown {poll.shown - warm.completed:,}"
+                f" completed {completed - warm.completed:,}, shown {poll.shown - warm.completed:,};"
+                f" runs {watch.run_states()}"
             )
             next_log += 10
         if load.error is not None:
@@ -892,7 +914,7 @@ def _freshness_result(
     stats = _stage_latencies(engine, warm.ids)
     log(
         f"  freshness over {len(delays):,} of {len(completions):,} completions:"
-        f" p50 {_percentile(delays, 0.5):.1f} s, p95 {_percentile(delays, 0.95):.1f} s"
+        f" p50 {_percentile(delays, 0.5)} s, p95 {_percentile(delays, 0.95)} s"
     )
     return {
         "freshness_p50_s": _round(_percentile(delays, 0.5)),

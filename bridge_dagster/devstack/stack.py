@@ -117,7 +117,13 @@ def _kafka_env(
 def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]) -> None:
     upgrade(settings.postgres.url())
     say("Database: migrated to head")
-    topics = [settings.request_topic, settings.workflow_topic, dlq_topic(settings.request_topic)]
+    topics = [
+        settings.request_topic,
+        settings.workflow_topic,
+        settings.reducer_topic,
+        dlq_topic(settings.request_topic),
+        dlq_topic(settings.workflow_topic),
+    ]
     created = ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics)
     say(f"Topics: {len(created)} created, {len(topics) - len(created)} already there")
 

@@ -80,12 +80,13 @@ def land_all(
     *,
     batch_size: int = 1_000,
     signing_key: str | None = None,
+    retention_days: int = 30,
 ) -> LandingResult:
     config = LandingConfig(
         topic=topic,
         batch_size=batch_size,
         max_events=10_000_000,
-        retention_days=30,
+        retention_days=retention_days,
         signing_key=signing_key,
     )
     reader, writer = consumer(bootstrap), producer(bootstrap)
@@ -96,10 +97,15 @@ def land_all(
 
 
 def reducer_definitions(
-    pg: PostgresAddress, bootstrap: str, workflow_topic: str, reducer_topic: str, **settings: Any
+    pg: PostgresAddress,
+    bootstrap: str,
+    workflow_topic: str,
+    reducer_topic: str,
+    *,
+    partitions_start: datetime = PARTITIONS_START,
 ) -> dg.Definitions:
     """The reducer's assets, checks, jobs and sensors over the test's database and topics."""
-    hourly = hourly_partitions(PARTITIONS_START)
+    hourly = hourly_partitions(partitions_start)
     job = build_reducer_job(hourly)
     return dg.Definitions(
         assets=build_reducer_assets(hourly),
@@ -124,8 +130,7 @@ def reducer_definitions(
             "reducer_settings": ReducerSettings(
                 reducer_topic=reducer_topic,
                 environment="test",
-                partitions_start=PARTITIONS_START.isoformat(),
-                **settings,
+                partitions_start=partitions_start.isoformat(),
             ),
         },
     )
