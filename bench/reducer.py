@@ -154,6 +154,13 @@ def _parse_args() -> argparse.Namespace:
         help="ORCHESTRATOR_CONCURRENCY for the daemon: runs in progress at once (default 4)",
     )
     parser.add_argument(
+        "--reducer-concurrency",
+        type=int,
+        default=1,
+        help="REDUCER_CONCURRENCY: reducer_hourly runs queued or running at once (default 1;"
+        " see _daemon_env for why not the project's 10)",
+    )
+    parser.add_argument(
         "--window-ms",
         type=int,
         default=5_000,
@@ -772,6 +779,12 @@ def _daemon_env(
             "MAX_WORKFLOW_QUEUE_SIZE": "10000",
             "REQUEST_SENSOR_INTERVAL_S": "1",
             "AGGREGATION_WINDOW_SIZE_MS": str(args.window_ms),
+            # A reducer_hourly run starts a process per asset and check step (the default
+            # multiprocess executor), so it takes longer than the window on two cores. With
+            # the default 10 the refresh sensor queues another run of the hour in progress
+            # every window while earlier ones still run; at priority 10 they take every
+            # ORCHESTRATOR_CONCURRENCY slot and stamp_workflow runs starve (seen here).
+            "REDUCER_CONCURRENCY": str(args.reducer_concurrency),
             "REDUCER_PARTITIONS_START": f"{yesterday:%Y-%m-%d-%H:%M}",
             "BRIDGE_ALLOWED_ROOTS": str(ROOT),
             "ENVIRONMENT": "bench",
@@ -927,6 +940,7 @@ def _freshness_result(
         **stats,
         "dagster_runs": _runs(engine),
         "orchestrator_concurrency": args.concurrency,
+        "reducer_concurrency": args.reducer_concurrency,
         "aggregation_window_ms": args.window_ms,
     }
 

@@ -80,3 +80,14 @@ def drop_days(conn: Connection, days: Iterable[date]) -> list[date]:
     for day in dropped:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {partition_name(day)}")
     return dropped
+
+
+def forget_workflows_before(conn: Connection, horizon: datetime) -> int:
+    """Drop the namespace memory of workflows first seen before `horizon`.
+
+    Their events are expired (dead-lettered) from now on, so nothing would look them up.
+    """
+    conn.execute(text("DELETE FROM unattributed_events WHERE event_timestamp < :h"), {"h": horizon})
+    return conn.execute(
+        text("DELETE FROM workflow_namespaces WHERE first_seen < :h"), {"h": horizon}
+    ).rowcount

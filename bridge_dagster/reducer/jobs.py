@@ -103,6 +103,7 @@ def maintain_event_days(
             datetime.fromisoformat(reducer_settings.partitions_start),
         )
         dropped = event_days.drop_days(conn, [d for d in expired if d not in waiting])
+        forgotten = event_days.forget_workflows_before(conn, event_days.day_start(horizon))
     for day in sorted(waiting):
         context.log.warning(
             f"workflow_events day {day} is past retention but has hours not yet aggregated;"
@@ -110,7 +111,8 @@ def maintain_event_days(
         )
     context.log.info(
         f"created {len(created)} day partitions {sorted(map(str, created))}; dropped"
-        f" {len(dropped)} {list(map(str, dropped))} (older than {horizon})"
+        f" {len(dropped)} {list(map(str, dropped))} (older than {horizon}); forgot the"
+        f" namespaces of {forgotten} workflows first seen before it"
     )
 
 

@@ -251,3 +251,4 @@ def test_day_upkeep_creates_days_ahead_and_drops_only_aggregated_days_past_reten
     for ahead in range(4):
         assert f"workflow_events_p{NOW + timedelta(days=ahead):%Y%m%d}" in days
     assert count(engine, "SELECT count(*) FROM reducer_namespace_hourly") > 0, "aggregates stay"
+    assert count(engine, "SELECT count(*) FROM workflow_namespaces") == 0, "older than retention"
