@@ -102,8 +102,10 @@ workflow_events = Table(
     Column("correlation_id", UUID(as_uuid=True)),
     # The payload's namespace, else one another event of the workflow carries; NULL: unknown.
     Column("namespace", String(255)),
-    # Typed copies of the payload fields the reducer aggregates, so its SQL reads no JSON.
-    Column("to_state", String(16)),
+    # The FSM state the event implies (a transition's to_state; pending for a request;
+    # completed / failed for those; processing for a step), and typed copies of the payload
+    # fields the reducer aggregates, so its SQL reads no JSON.
+    Column("state", String(16), nullable=False),
     Column("content_type", String(255)),
     Column("file_size", BigInteger),
     Column("latency_ms", Float),

@@ -30,6 +30,12 @@ from bridge_dagster.events.types import EventType
 WORKFLOW_EVENT_TYPES = frozenset(t for t in EventType if not t.startswith("aggregation_"))
 WORKFLOW_STATES = ("pending", "processing", "completed", "failed")
 MAX_CONTENT_TYPE_CHARS = 255
+# The state an event other than a transition implies; every step event implies processing.
+IMPLIED_STATE = {
+    EventType.STAMP_WORKFLOW_REQUESTED: "pending",
+    EventType.STAMP_WORKFLOW_COMPLETED: "completed",
+    EventType.STAMP_WORKFLOW_FAILED: "failed",
+}
 # A clock this far ahead is wrong; its day partition would be created for nothing.
 MAX_FUTURE = timedelta(days=1)
 
@@ -72,7 +78,8 @@ class LandedEvent:
     event_type: str
     correlation_id: str
     namespace: str | None
-    to_state: str | None
+    # The FSM state the event implies: a transition's to_state, else its type's (IMPLIED).
+    state: str
     content_type: str | None
     file_size: int | None
     latency_ms: float | None
@@ -135,7 +142,9 @@ def _parse(raw: bytes | None, signature: bytes | None, admission: Admission) -> 
         event_type=event_type,
         correlation_id=_uuid(envelope, "correlation_id"),
         namespace=_namespace(payload.get("namespace")),
-        to_state=_to_state(payload) if event_type == EventType.WORKFLOW_STATE_TRANSITION else None,
+        state=_to_state(payload)
+        if event_type == EventType.WORKFLOW_STATE_TRANSITION
+        else IMPLIED_STATE.get(event_type, "processing"),
         content_type=_content_type(payload.get("content_type")),
         file_size=_file_size(payload.get("file_size")),
         latency_ms=_latency(payload.get("latency_ms")),

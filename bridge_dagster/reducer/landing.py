@@ -41,7 +41,7 @@ LANDING_LOCK = 0x6272_6964_6765  # "bridge"
 # about 2.4x) stays under a broker's default 1 MB message limit.
 MAX_DEAD_LETTER_ORIGINAL = 200_000
 COPY_COLUMNS = (
-    "event_id, event_timestamp, event_type, correlation_id, namespace, to_state,"
+    "event_id, event_timestamp, event_type, correlation_id, namespace, state,"
     ' content_type, file_size, latency_ms, topic, partition, "offset", envelope'
 )
 
@@ -429,7 +429,7 @@ def _row(e: LandedEvent, topic: str, partition: int, offset: int) -> _Row:
     tail = ",".join(
         (
             "",
-            e.to_state or "",
+            e.state,
             _quoted(e.content_type),
             "" if e.file_size is None else str(e.file_size),
             "" if e.latency_ms is None else repr(e.latency_ms),

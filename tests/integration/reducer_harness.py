@@ -18,10 +18,10 @@ from bridge_dagster.reducer.jobs import build_reducer_job, land_workflow_events
 from bridge_dagster.reducer.landing import LandingConfig, LandingResult, land
 from bridge_dagster.reducer.partitions import hourly_partitions
 from bridge_dagster.resources.kafka import RECEIVE_MAX_BYTES, KafkaResource
-from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.reducer_settings import ReducerSettings
 from bridge_dagster.sensors.reducer_refresh import build_refresh_sensor
 from bridge_dagster.sensors.workflow_events import build_landing_sensor
+from tests.integration.workflow_harness import postgres_resource
 
 NOW = datetime.now(UTC)
 # Three hours back, so every test stream lies in complete hours inside the partition range.
@@ -116,14 +116,7 @@ def reducer_definitions(
             build_landing_sensor(land_workflow_events, interval_s=1),
         ],
         resources={
-            "postgres": PostgresResource(
-                host=pg.host,
-                port=pg.port,
-                database=pg.database,
-                user=pg.user,
-                password=pg.password,
-                ssl_mode="disable",
-            ),
+            "postgres": postgres_resource(pg),
             "kafka": KafkaResource(
                 bootstrap_servers=bootstrap, request_topic="unused", workflow_topic=workflow_topic
             ),

@@ -47,6 +47,17 @@ HAPPY_PATH_WITH_INTELLIGENCE = [
 ]
 
 
+def postgres_resource(pg: PostgresAddress) -> PostgresResource:
+    return PostgresResource(
+        host=pg.host,
+        port=pg.port,
+        database=pg.database,
+        user=pg.user,
+        password=pg.password,
+        ssl_mode="disable",
+    )
+
+
 def workflow_resources(
     pg: PostgresAddress,
     bootstrap: str,
@@ -57,14 +68,7 @@ def workflow_resources(
     max_content_bytes: int = 100 * 1024 * 1024,
 ) -> dict[str, Any]:
     return {
-        "postgres": PostgresResource(
-            host=pg.host,
-            port=pg.port,
-            database=pg.database,
-            user=pg.user,
-            password=pg.password,
-            ssl_mode="disable",
-        ),
+        "postgres": postgres_resource(pg),
         "kafka": KafkaResource(
             bootstrap_servers=bootstrap, request_topic=request_topic, workflow_topic=workflow_topic
         ),

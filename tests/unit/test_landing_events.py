@@ -83,7 +83,23 @@ def test_an_event_this_project_writes_lands() -> None:
         timestamp=NOW,
     )
     event = parse_event(encode(envelope), None, ADMISSION)
-    assert isinstance(event, LandedEvent) and event.to_state == "processing"
+    assert isinstance(event, LandedEvent) and event.state == "processing"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "state"),
+    [
+        ("stamp_workflow_completed", "completed"),
+        ("stamp_workflow_failed", "failed"),
+        ("stamp_workflow_requested", "pending"),
+        ("blake3_hash_generated", "processing"),
+    ],
+)
+def test_an_event_other_than_a_transition_implies_its_types_state(
+    event_type: str, state: str
+) -> None:
+    event = parse(original(event_type=event_type))
+    assert isinstance(event, LandedEvent) and event.state == state
 
 
 def test_a_timestamp_postgresql_reads_as_written_is_kept_verbatim() -> None:

@@ -8,11 +8,7 @@ WITH fresh AS (
     WHERE l.hour >= :start AND l.hour < :end AND s.aggregated_seq >= l.touch_seq
 ), ranked AS (
     SELECT correlation_id,
-           CASE COALESCE(to_state, CASE event_type
-                   WHEN 'stamp_workflow_requested' THEN 'pending'
-                   WHEN 'stamp_workflow_completed' THEN 'completed'
-                   WHEN 'stamp_workflow_failed' THEN 'failed'
-                   ELSE 'processing' END)
+           CASE state
                WHEN 'pending' THEN 1 WHEN 'processing' THEN 2 WHEN 'completed' THEN 3 ELSE 4
            END AS rank,
            row_number() OVER (

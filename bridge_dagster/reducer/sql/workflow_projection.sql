@@ -9,11 +9,7 @@ WITH events AS (
         event_type,
         event_timestamp,
         latency_ms,
-        CASE COALESCE(to_state, CASE event_type
-                WHEN 'stamp_workflow_requested' THEN 'pending'
-                WHEN 'stamp_workflow_completed' THEN 'completed'
-                WHEN 'stamp_workflow_failed' THEN 'failed'
-                ELSE 'processing' END)
+        CASE state
             WHEN 'pending' THEN 1 WHEN 'processing' THEN 2 WHEN 'completed' THEN 3 ELSE 4
         END AS rank
     FROM workflow_events

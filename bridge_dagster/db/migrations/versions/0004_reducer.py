@@ -26,7 +26,7 @@ CREATE TABLE workflow_events (
     event_type varchar(64) NOT NULL,
     correlation_id uuid,
     namespace varchar(255),
-    to_state varchar(16),
+    state varchar(16) NOT NULL,
     content_type varchar(255),
     file_size bigint,
     latency_ms double precision,
