@@ -37,6 +37,8 @@ from bridge_dagster.sensors.cursor import share_fairly
 
 # pg_advisory_lock key of "the one landing"; also taken by the retention job.
 LANDING_LOCK = 0x6272_6964_6765  # "bridge"
+# A second landing waits this long for the first (or the day upkeep) to finish.
+LOCK_WAIT_S = 120.0
 # A dead letter keeps at most this much of its original, so the record (base64 plus text,
 # about 2.4x) stays under a broker's default 1 MB message limit.
 MAX_DEAD_LETTER_ORIGINAL = 200_000
@@ -142,14 +144,18 @@ def land(
 
 
 @contextmanager
-def _landing_lock(conn: Connection) -> Iterator[None]:
+def _landing_lock(conn: Connection, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     # Session-level, so it lasts across the batches and dies with the connection on a crash.
-    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LANDING_LOCK}).scalar():
+    deadline = time.monotonic() + wait_s
+    while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LANDING_LOCK}).scalar():
         conn.rollback()
-        raise LandingBusy(
-            "another landing holds the landing lock (a land_workflow_events run, or a"
-            " retention run); this one stops so the two do not race"
-        )
+        if time.monotonic() > deadline:
+            raise LandingBusy(
+                f"another landing (a land_workflow_events run, or the day upkeep) held the"
+                f" landing lock for {wait_s:.0f} s; this one stops so the two do not race,"
+                " and the landing sensor starts another"
+            )
+        time.sleep(0.5)
     try:
         yield
     finally:

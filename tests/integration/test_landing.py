@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from bridge_dagster.events import synthetic
 from bridge_dagster.events.envelope import make_event
 from bridge_dagster.events.topics import parse_dead_letter
 from bridge_dagster.events.types import EventType
-from bridge_dagster.reducer.landing import MAX_DEAD_LETTER_ORIGINAL
+from bridge_dagster.reducer.landing import LANDING_LOCK, MAX_DEAD_LETTER_ORIGINAL
 from tests.conftest import Topics
 from tests.integration.reducer_harness import (
     BASE_HOUR,
@@ -314,3 +315,18 @@ def test_a_landing_killed_mid_batch_and_restarted_lands_every_event_exactly_once
     assert count(engine, "SELECT count(*) FROM workflow_events") == len(events)
     assert count(engine, "SELECT count(DISTINCT event_id) FROM workflow_events") == len(events)
     assert count(engine, "SELECT sum(events) FROM reducer_landed_hours") == len(events)
+
+
+def test_a_second_landing_waits_for_the_first_then_lands_what_is_left(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = events_of(50)
+    produce_events(kafka_bootstrap, topics.workflow, events)
+    holder = engine.connect()
+    holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": LANDING_LOCK})
+    # invalidate() closes the server session, which is what frees a session lock.
+    threading.Timer(1.5, holder.invalidate).start()
+    started = time.monotonic()
+    result = land_all(engine, kafka_bootstrap, topics.workflow)
+    assert time.monotonic() - started >= 1.5, "landed while another held the lock"
+    assert result.landed == len(events)
