@@ -35,11 +35,28 @@ def test_defaults_apply_when_nothing_is_set() -> None:
         ("REQUEST_SENSOR_INTERVAL_S", "soon"),
         ("POSTGRES_DATABASE", 'bridge"; DROP DATABASE x; --'),
         ("POSTGRES_DATABASE", "d" * 64),
+        ("KAFKA_REDUCER_TOPIC", "no/slashes"),
+        ("AGGREGATION_WINDOW_SIZE_MS", "-5"),
+        ("AGGREGATION_BATCH_SIZE", "0"),
+        ("REDUCER_CONCURRENCY", "many"),
+        ("REDUCER_PARTITIONS_START", "2026-10-01"),
+        ("REDUCER_PARTITIONS_START", "2026-10-01-00:30"),
+        ("WORKFLOW_EVENTS_RETENTION_DAYS", "0"),
     ],
 )
 def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings({name: value})
+
+
+def test_the_reducer_partitions_start_reads_like_a_partition_key() -> None:
+    start = load_settings({"REDUCER_PARTITIONS_START": "2026-11-05-07:00"}).reducer_partitions_start
+    assert start.isoformat() == "2026-11-05T07:00:00+00:00"
+
+
+def test_a_landing_run_smaller_than_its_batch_is_refused_naming_both() -> None:
+    with pytest.raises(ConfigError, match="MAX_AGGREGATION_QUEUE_SIZE=50 is smaller than"):
+        load_settings({"MAX_AGGREGATION_QUEUE_SIZE": "50", "AGGREGATION_BATCH_SIZE": "100"})
 
 
 def test_an_empty_password_is_refused() -> None:
