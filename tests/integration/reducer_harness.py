@@ -46,10 +46,14 @@ def produce_events(
         value = encode(envelope)
         headers = None if signing_key is None else [("x-signature", sign(value, signing_key))]
         key = envelope.partition_key.encode() if envelope.partition_key else None
-        out.produce(topic, value, key, headers=headers)
+        while True:
+            try:
+                out.produce(topic, value, key, headers=headers)
+                break
+            except BufferError:
+                # The local queue is full: let deliveries drain, then try again.
+                out.poll(0.1)
         sent += 1
-        if sent % 10_000 == 0:
-            out.poll(0)
     assert out.flush(60) == 0
     return sent
 
