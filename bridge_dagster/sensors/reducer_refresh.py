@@ -5,8 +5,8 @@ recorded in reducer_hour_state), so the sensor needs no cursor and a failed or l
 simply asked for again. The hour in progress stays fresh this way, and an event that arrives
 days late for an old hour lands, marks that hour stale, and is aggregated without a manual
 step. Contiguous stale hours go into one run (BackfillPolicy.single_run), at most
-REDUCER_CONCURRENCY runs are queued or running, and an hour already waiting in a queued run
-is not asked for twice.
+REDUCER_CONCURRENCY runs are queued or running, and an hour that a run created after its
+last landing will aggregate is not asked for again.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,6 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 # A range run this long keeps one run's transaction, and its lock on the table, short.
 MAX_HOURS_PER_RUN = 24
-NOT_YET_STARTED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 
 
 def build_refresh_sensor(
@@ -49,19 +48,19 @@ def build_refresh_sensor(
         stale = stale_hours(postgres, partitions.start, _partitions_end())
         if not stale:
             return dg.SkipReason("every hour landing touched is aggregated")
-        runs = context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT))
-        waiting = set()
-        for run in runs:
-            if run.status in NOT_YET_STARTED:
-                waiting |= hours_of_run(run.tags)
-        wanted = [h for h in stale if h not in waiting]
-        room = concurrency - len(runs)
+        records = context.instance.get_run_records(
+            dg.RunsFilter(job_name=job.name, statuses=IN_FLIGHT)
+        )
+        wanted = [h for h, landed_at in stale.items() if not covered(h, landed_at, records)]
         if not wanted:
-            return dg.SkipReason(f"{len(stale)} stale hours already wait in queued {job.name} runs")
+            return dg.SkipReason(
+                f"{len(stale)} stale hours are in {job.name} runs created since their last landing"
+            )
+        room = concurrency - len(records)
         if room <= 0:
             return dg.SkipReason(
-                f"{len(wanted)} stale hours wait: {len(runs)} {job.name} runs are queued or"
-                f" running, the REDUCER_CONCURRENCY limit"
+                f"{len(wanted)} stale hours wait: {len(records)} {job.name} runs are queued or"
+                " running, the REDUCER_CONCURRENCY limit"
             )
         requests = [run_request(first, last) for first, last in contiguous(wanted)[:room]]
         context.log.info(
@@ -77,13 +76,28 @@ def _partitions_end() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
-def stale_hours(postgres: PostgresResource, start: datetime, end: datetime) -> list[datetime]:
+def stale_hours(
+    postgres: PostgresResource, start: datetime, end: datetime
+) -> dict[datetime, datetime]:
+    """Each stale hour, newest first, with the time of its last landing."""
     with postgres.engine().connect() as conn:
         found = conn.execute(
             query("stale_hours"),
             {"start": start, "end": end, "tables": list(HOURLY_TABLE_NAMES)},
         )
-        return list(found.scalars())
+        return dict(found.all())
+
+
+def covered(hour: datetime, landed_at: datetime, records: list[dg.RunRecord]) -> bool:
+    """Whether a queued or running run will aggregate `hour` with its last landing.
+
+    A run created after the landing reads it (its steps start later still); a run created
+    before may already have read the hour, so the hour needs another.
+    """
+    return any(
+        hour in hours_of_run(r.dagster_run.tags) and r.create_timestamp >= landed_at
+        for r in records
+    )
 
 
 def key(hour: datetime) -> str:

@@ -137,7 +137,7 @@ def test_the_refresh_sensor_groups_contiguous_stale_hours_into_one_run(
     assert sizes == [1, 2] or sizes == [1, 3]
 
 
-def test_the_refresh_sensor_does_not_ask_twice_for_an_hour_a_queued_run_holds(
+def test_the_refresh_sensor_does_not_ask_again_for_an_hour_a_run_created_since_holds(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     engine: Engine,
@@ -153,7 +153,29 @@ def test_the_refresh_sensor_does_not_ask_twice_for_an_hour_a_queued_run_holds(
         tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
     )
     skipped = tick(defs, instance, "reducer_refresh_sensor")
-    assert isinstance(skipped, dg.SkipReason) and "already wait" in skipped.skip_message
+    assert isinstance(skipped, dg.SkipReason) and "created since" in skipped.skip_message
+
+
+def test_the_refresh_sensor_asks_again_for_an_hour_landed_after_its_running_run_began(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    engine: Engine,
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    send(kafka_bootstrap, topics, 3)
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    job = defs.resolve_job_def("reducer_hourly")
+    instance.create_run_for_job(
+        job,
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
+    )
+    send(kafka_bootstrap, topics, 3, start=BASE_HOUR + timedelta(minutes=1))
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    result = tick(defs, instance, "reducer_refresh_sensor")
+    assert isinstance(result, dg.SensorResult)
+    assert [r.partition_key for r in result.run_requests] == [f"{BASE_HOUR:%Y-%m-%d-%H:%M}"]
 
 
 def test_an_hour_whose_aggregation_failed_is_retried_after_a_minute_not_every_tick(

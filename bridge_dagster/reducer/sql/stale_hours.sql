@@ -1,7 +1,7 @@
 -- Hours landing touched after some reducer table last aggregated them, newest first; an hour
 -- whose aggregation failed within the last minute waits, so a failing hour is retried once a
 -- minute rather than on every tick.
-SELECT l.hour
+SELECT l.hour, l.last_landed_at
 FROM reducer_landed_hours AS l
 WHERE l.hour >= :start AND l.hour < :end
   AND EXISTS (
