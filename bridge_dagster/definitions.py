@@ -139,4 +139,6 @@ defs = dg.Definitions(
         ),
     ],
     resources=build_resources(settings),
+    # Also for the runs the UI and backfills make from an asset selection.
+    executor=dg.in_process_executor,
 )

@@ -48,6 +48,8 @@ def run_dev_stack(options: DevOptions, say: Callable[[str], None]) -> int:
         env.update(_kafka_env(settings, options, stack, say))
         effective = load_settings(env)
         _prepare(env, effective, say)
+        # `backfill` finds the UI through DAGSTER_WEBSERVER_URL, whatever --ui-port was.
+        env["DAGSTER_WEBSERVER_URL"] = f"http://127.0.0.1:{options.ui_port}"
         _publish_connection(options.data_dir, env, stack)
         env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir))
         env.update(dagster_instance_env(effective))
@@ -131,7 +133,11 @@ def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]
 def _publish_connection(data_dir: Path, env: dict[str, str], stack: ExitStack) -> None:
     """Leave the stack's addresses for `submit`, `status` and `migrate` in other shells."""
     path = data_dir / ENV_FILE
-    names = [name for name in env if name.startswith(("POSTGRES_", "KAFKA_BOOTSTRAP"))]
+    names = [
+        name
+        for name in env
+        if name.startswith(("POSTGRES_", "KAFKA_BOOTSTRAP", "DAGSTER_WEBSERVER_URL"))
+    ]
     write_private(path, "".join(f"{name}={env[name]}\n" for name in sorted(names)))
     stack.callback(lambda: path.unlink(missing_ok=True))
 

@@ -136,6 +136,9 @@ def build_reducer_job(partitions: dg.HourlyPartitionsDefinition) -> UnresolvedAs
         selection=dg.AssetSelection.assets(*REDUCER_ASSETS),
         partitions_def=partitions,
         tags=REDUCER_TAGS,
+        # One process for the whole run: a process per step costs seconds each, the SQL
+        # about one.
+        executor_def=dg.in_process_executor,
         description="Aggregate hours of `workflow_events` into the reducer tables"
         f" ({', '.join(f'`{n}`' for n in REDUCER_ASSETS)}), with their checks.",
     )
