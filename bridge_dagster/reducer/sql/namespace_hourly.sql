@@ -16,7 +16,9 @@ SELECT
     count(*) FILTER (WHERE event_type = 'metadata_stamp_created'),
     COALESCE(sum(file_size) FILTER (WHERE event_type = 'stamp_workflow_completed'), 0),
     count(DISTINCT content_type) FILTER (WHERE event_type = 'stamp_workflow_completed'),
-    avg(latency_ms) FILTER (WHERE event_type = 'stamp_workflow_completed'),
+    -- Summed as numeric, so the result does not hang on the order parallel workers add in
+    -- and a re-materialization gives the same value to the last bit.
+    avg(latency_ms::numeric) FILTER (WHERE event_type = 'stamp_workflow_completed')::float8,
     percentile_cont(0.50) WITHIN GROUP (ORDER BY latency_ms)
         FILTER (WHERE event_type = 'stamp_workflow_completed'),
     percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
