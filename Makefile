@@ -34,3 +34,4 @@ bench: install
 	$(VENV)/bin/python bench/stamping.py --quick
 	$(VENV)/bin/python bench/onextree.py --quick
 	$(VENV)/bin/python bench/pipeline.py --quick
+	$(VENV)/bin/python bench/reducer.py --quick
