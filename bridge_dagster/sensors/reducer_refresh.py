@@ -24,6 +24,7 @@ RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 # A range run this long keeps one run's transaction, and its lock on the table, short.
 MAX_HOURS_PER_RUN = 24
+NOT_YET_STARTED = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
 
 
 def build_refresh_sensor(
@@ -91,11 +92,13 @@ def stale_hours(
 def covered(hour: datetime, landed_at: datetime, records: list[dg.RunRecord]) -> bool:
     """Whether a queued or running run will aggregate `hour` with its last landing.
 
-    A run created after the landing reads it (its steps start later still); a run created
-    before may already have read the hour, so the hour needs another.
+    A run not yet started reads the hour when it starts, and so does a run created after
+    the landing; a run that started before may already have read the hour, so the hour
+    needs another (at most one waits, since that one then covers it).
     """
     return any(
-        hour in hours_of_run(r.dagster_run.tags) and r.create_timestamp >= landed_at
+        hour in hours_of_run(r.dagster_run.tags)
+        and (r.dagster_run.status in NOT_YET_STARTED or r.create_timestamp >= landed_at)
         for r in records
     )
 

@@ -156,6 +156,25 @@ def test_the_refresh_sensor_does_not_ask_again_for_an_hour_a_run_created_since_h
     assert isinstance(skipped, dg.SkipReason) and "created since" in skipped.skip_message
 
 
+def test_a_run_not_yet_started_covers_its_hour_whenever_the_hour_last_landed(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    engine: Engine,
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    job = defs.resolve_job_def("reducer_hourly")
+    instance.create_run_for_job(
+        job,
+        status=dg.DagsterRunStatus.NOT_STARTED,
+        tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
+    )
+    send(kafka_bootstrap, topics, 3)
+    land_all(engine, kafka_bootstrap, topics.workflow)
+    skipped = tick(defs, instance, "reducer_refresh_sensor")
+    assert isinstance(skipped, dg.SkipReason), "a second run for an hour one already waits for"
+
+
 def test_the_refresh_sensor_asks_again_for_an_hour_landed_after_its_running_run_began(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
