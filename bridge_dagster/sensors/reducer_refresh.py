@@ -55,7 +55,8 @@ def build_refresh_sensor(
         wanted = [h for h, landed_at in stale.items() if not covered(h, landed_at, records)]
         if not wanted:
             return dg.SkipReason(
-                f"{len(stale)} stale hours are in {job.name} runs created since their last landing"
+                f"{len(stale)} stale hours are in {job.name} runs queued or created since"
+                " their last landing"
             )
         room = concurrency - len(records)
         if room <= 0:
