@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from servers import start_servers
 from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.db.migrate import upgrade
-from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
-from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
-from bridge_dagster.devstack.processes import free_port, spawn, stop
+from bridge_dagster.devstack.kafka import ensure_topics
+from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.devstack.processes import spawn, stop
 from bridge_dagster.events.demo import demo_requests
 from bridge_dagster.events.requests import build_request
 from bridge_dagster.events.topics import dlq_topic
@@ -73,7 +74,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp, ExitStack() as stack:
         data = Path(tmp)
-        pg, bootstrap = _servers(data, stack)
+        pg, bootstrap = start_servers(data, stack)
         requests = _requests(count)
         bare = _bare_loop(pg, bootstrap, requests, per_run)
         log(f"bare loop: {bare['workflows_per_s']:.0f} workflows/s")
@@ -93,16 +94,6 @@ def main() -> None:
         "orchestrator_concurrency": args.concurrency,
     }
     print(json.dumps(result))
-
-
-def _servers(data: Path, stack: ExitStack) -> tuple[PostgresAddress, str]:
-    postgres = EmbeddedPostgres(data / "postgres", free_port(), database="bench")
-    pg = postgres.start()
-    stack.callback(postgres.stop)
-    broker = EmbeddedKafka(data / "kafka", free_port())
-    bootstrap = broker.start()
-    stack.callback(broker.stop)
-    return pg, bootstrap
 
 
 def _requests(count: int) -> list[tuple[uuid.UUID, dict[str, Any]]]:

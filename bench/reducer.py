@@ -54,12 +54,13 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from servers import start_servers
 from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.db.migrate import upgrade
-from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
-from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
-from bridge_dagster.devstack.processes import free_port, spawn, stop, tail
+from bridge_dagster.devstack.kafka import ensure_topics
+from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.devstack.processes import spawn, stop, tail
 from bridge_dagster.events import synthetic
 from bridge_dagster.events.demo import DemoRequest, demo_requests
 from bridge_dagster.events.envelope import EventEnvelope, encode
@@ -105,7 +106,7 @@ def main() -> None:
     result: dict[str, Any] = {"events": count, "quick": args.quick}
     with ExitStack() as stack:
         data = _data_dir(args.data_dir, stack)
-        pg, bootstrap = _servers(data, stack)
+        pg, bootstrap = start_servers(data, stack)
         result |= _landing_phase(pg, bootstrap, count)
         result |= _aggregation_phase(pg, small, large)
         if args.skip_freshness:
@@ -205,16 +206,6 @@ def _notes(args: argparse.Namespace, small: int, large: int) -> list[str]:
 
 
 # --- servers and databases -------------------------------------------------------------
-
-
-def _servers(data: Path, stack: ExitStack) -> tuple[PostgresAddress, str]:
-    postgres = EmbeddedPostgres(data / "postgres", free_port(), database="bench")
-    pg = postgres.start()
-    stack.callback(postgres.stop)
-    broker = EmbeddedKafka(data / "kafka", free_port())
-    bootstrap = broker.start()
-    stack.callback(broker.stop)
-    return pg, bootstrap
 
 
 def _admin(pg: PostgresAddress) -> Engine:

@@ -19,11 +19,11 @@ import httpx
 from tqdm import tqdm
 
 from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
+from bridge_dagster.reducer.partitions import KEY_FORMAT
 
 # Where `bridge-dagster dev` serves the Dagster UI.
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_VARIABLE = "DAGSTER_WEBSERVER_URL"
-KEY_FORMAT = "%Y-%m-%d-%H:%M"
 EXAMPLE_KEY = "2026-11-30-13:00"
 BRIDGE_STATE = "reducer_bridge_state"
 BACKFILL_TAGS = {"bridge/kind": "reducer_backfill"}

@@ -10,6 +10,7 @@ from bridge_dagster.reducer import event_days
 from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
 from bridge_dagster.reducer.assets import WORKFLOW_EVENTS
 from bridge_dagster.reducer.landing import LANDING_LOCK, LandingConfig, land
+from bridge_dagster.reducer.partitions import partition_key
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.reducer_settings import ReducerSettings
@@ -50,7 +51,7 @@ def land_events(
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=WORKFLOW_EVENTS,
-                partition=f"{hour:%Y-%m-%d-%H:%M}",
+                partition=partition_key(hour),
                 metadata={"events_landed": events},
             )
         )
@@ -165,7 +166,7 @@ def build_reducer_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefi
     ) -> dg.RunRequest:
         ticked = context.scheduled_execution_time.astimezone(UTC)
         closed = ticked.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-        key = f"{closed:%Y-%m-%d-%H:%M}"
+        key = partition_key(closed)
         return dg.RunRequest(run_key=key, partition_key=key, tags=REDUCER_TAGS)
 
     return reducer_hourly_after_the_hour

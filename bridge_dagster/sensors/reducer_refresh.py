@@ -16,6 +16,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
 from bridge_dagster.reducer.jobs import REDUCER_TAGS
+from bridge_dagster.reducer.partitions import hour_of, partition_key
 from bridge_dagster.reducer.sql import query
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.sensors.stamp_requests import IN_FLIGHT
@@ -104,19 +105,11 @@ def covered(hour: datetime, landed_at: datetime, records: list[dg.RunRecord]) ->
     )
 
 
-def key(hour: datetime) -> str:
-    return f"{hour.astimezone(UTC):%Y-%m-%d-%H:%M}"
-
-
-def _hour(partition_key: str) -> datetime:
-    return datetime.strptime(partition_key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
-
-
 def hours_of_run(tags: dict[str, str]) -> set[datetime]:
     if "dagster/partition" in tags:
-        return {_hour(tags["dagster/partition"])}
+        return {hour_of(tags["dagster/partition"])}
     if RANGE_START in tags and RANGE_END in tags:
-        first, last = _hour(tags[RANGE_START]), _hour(tags[RANGE_END])
+        first, last = hour_of(tags[RANGE_START]), hour_of(tags[RANGE_END])
         count = int((last - first) / timedelta(hours=1)) + 1
         return {first + timedelta(hours=i) for i in range(count)}
     return set()
@@ -138,8 +131,10 @@ def contiguous(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 
 def run_request(first: datetime, last: datetime) -> dg.RunRequest:
     if first == last:
-        return dg.RunRequest(partition_key=key(first), tags=REDUCER_TAGS)
-    return dg.RunRequest(tags={RANGE_START: key(first), RANGE_END: key(last), **REDUCER_TAGS})
+        return dg.RunRequest(partition_key=partition_key(first), tags=REDUCER_TAGS)
+    return dg.RunRequest(
+        tags={RANGE_START: partition_key(first), RANGE_END: partition_key(last), **REDUCER_TAGS}
+    )
 
 
 def _span(request: dg.RunRequest) -> int:

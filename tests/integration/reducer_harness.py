@@ -16,7 +16,7 @@ from bridge_dagster.reducer.assets import build_reducer_assets
 from bridge_dagster.reducer.checks import build_reducer_checks
 from bridge_dagster.reducer.jobs import build_reducer_job, land_workflow_events
 from bridge_dagster.reducer.landing import LandingConfig, LandingResult, land
-from bridge_dagster.reducer.partitions import hourly_partitions
+from bridge_dagster.reducer.partitions import hourly_partitions, partition_key
 from bridge_dagster.resources.kafka import RECEIVE_MAX_BYTES, KafkaResource
 from bridge_dagster.resources.reducer_settings import ReducerSettings
 from bridge_dagster.sensors.reducer_refresh import build_refresh_sensor
@@ -133,18 +133,14 @@ def reducer_definitions(
     )
 
 
-def key(hour: datetime) -> str:
-    return f"{hour:%Y-%m-%d-%H:%M}"
-
-
 def materialize_range(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: datetime, last: datetime
 ) -> dg.ExecuteInProcessResult:
     """One single_run materialization of every reducer asset over [first, last], as a
     backfill's run does."""
     tags = {
-        "dagster/asset_partition_range_start": key(first),
-        "dagster/asset_partition_range_end": key(last),
+        "dagster/asset_partition_range_start": partition_key(first),
+        "dagster/asset_partition_range_end": partition_key(last),
     }
     result = defs.resolve_job_def("reducer_hourly").execute_in_process(instance=instance, tags=tags)
     assert result.success

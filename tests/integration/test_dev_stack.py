@@ -26,7 +26,7 @@ import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from bridge_dagster.cli.main import main
@@ -613,19 +613,18 @@ def test_a_topic_created_meanwhile_by_someone_else_counts_as_already_there(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = f"race-{uuid.uuid4().hex[:8]}"
-    assert ensure_topics(kafka_bootstrap, [topic]) == [topic]
 
-    # The listing misses the topic, as if another process created it just after. A race
-    # between listing and creating cannot be staged deterministically, so only the listing
-    # is altered; the creation that then meets the existing topic runs against the real
-    # broker.
-    class LateListing(AdminClient):
+    # Someone else creates the topic right after ensure_topics listed the broker's topics:
+    # the listing and the competing creation are both real; only their order is fixed, so
+    # the race happens on every run instead of by chance.
+    class ListingThenRival(AdminClient):
         def list_topics(self, *args: Any, **kwargs: Any) -> Any:
             metadata = super().list_topics(*args, **kwargs)
-            metadata.topics = {}
+            rival = AdminClient({"bootstrap.servers": kafka_bootstrap})
+            rival.create_topics([NewTopic(topic, num_partitions=1)])[topic].result(30)
             return metadata
 
-    monkeypatch.setattr("bridge_dagster.devstack.kafka.AdminClient", LateListing)
+    monkeypatch.setattr("bridge_dagster.devstack.kafka.AdminClient", ListingThenRival)
     assert ensure_topics(kafka_bootstrap, [topic]) == []
 
 

@@ -19,6 +19,7 @@ from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events import synthetic
 from bridge_dagster.events.envelope import EventEnvelope, make_event
 from bridge_dagster.events.types import EventType
+from bridge_dagster.reducer.partitions import partition_key
 from tests.conftest import Topics
 from tests.integration.reducer_expected import Expected
 from tests.integration.reducer_harness import (
@@ -267,7 +268,7 @@ def test_a_materialization_reports_numbers_dagster_plots(reducer: Reducer) -> No
     reducer.send(first)
     reducer.land()
     result = reducer.defs.resolve_job_def("reducer_hourly").execute_in_process(
-        instance=reducer.instance, partition_key=f"{FIRST:%Y-%m-%d-%H:%M}"
+        instance=reducer.instance, partition_key=partition_key(FIRST)
     )
     [materialization] = [
         m for m in result.asset_materializations_for_node("reducer_namespace_hourly")

@@ -17,7 +17,7 @@ from bridge_dagster.reducer.jobs import (
     build_reducer_schedule,
     maintain_workflow_event_days,
 )
-from bridge_dagster.reducer.partitions import hourly_partitions
+from bridge_dagster.reducer.partitions import hourly_partitions, partition_key
 from bridge_dagster.sensors.reducer_refresh import contiguous, hours_of_run, run_request
 from tests.conftest import Topics
 from tests.integration.reducer_harness import (
@@ -59,6 +59,16 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str) -> objec
         instance=instance, resources=defs.resources, definitions=defs
     ) as context:
         return defs.resolve_sensor_def(name)(context)
+
+
+def reducer_run_of_base_hour(
+    defs: dg.Definitions, instance: dg.DagsterInstance, status: dg.DagsterRunStatus
+) -> None:
+    """A reducer_hourly run of BASE_HOUR in `status`, as the daemon's run storage holds it."""
+    job = defs.resolve_job_def("reducer_hourly")
+    instance.create_run_for_job(
+        job, status=status, tags={"dagster/partition": partition_key(BASE_HOUR)}
+    )
 
 
 def send(kafka_bootstrap: str, topics: Topics, workflows: int, start: datetime = BASE_HOUR) -> int:
@@ -146,12 +156,7 @@ def test_the_refresh_sensor_does_not_ask_again_for_an_hour_a_run_created_since_h
 ) -> None:
     send(kafka_bootstrap, topics, 3)
     land_all(engine, kafka_bootstrap, topics.workflow)
-    job = defs.resolve_job_def("reducer_hourly")
-    instance.create_run_for_job(
-        job,
-        status=dg.DagsterRunStatus.NOT_STARTED,
-        tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
-    )
+    reducer_run_of_base_hour(defs, instance, dg.DagsterRunStatus.NOT_STARTED)
     skipped = tick(defs, instance, "reducer_refresh_sensor")
     assert isinstance(skipped, dg.SkipReason) and "created since" in skipped.skip_message
 
@@ -163,12 +168,7 @@ def test_a_run_not_yet_started_covers_its_hour_whenever_the_hour_last_landed(
     kafka_bootstrap: str,
     topics: Topics,
 ) -> None:
-    job = defs.resolve_job_def("reducer_hourly")
-    instance.create_run_for_job(
-        job,
-        status=dg.DagsterRunStatus.NOT_STARTED,
-        tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
-    )
+    reducer_run_of_base_hour(defs, instance, dg.DagsterRunStatus.NOT_STARTED)
     send(kafka_bootstrap, topics, 3)
     land_all(engine, kafka_bootstrap, topics.workflow)
     skipped = tick(defs, instance, "reducer_refresh_sensor")
@@ -184,17 +184,12 @@ def test_the_refresh_sensor_asks_again_for_an_hour_landed_after_its_running_run_
 ) -> None:
     send(kafka_bootstrap, topics, 3)
     land_all(engine, kafka_bootstrap, topics.workflow)
-    job = defs.resolve_job_def("reducer_hourly")
-    instance.create_run_for_job(
-        job,
-        status=dg.DagsterRunStatus.STARTED,
-        tags={"dagster/partition": f"{BASE_HOUR:%Y-%m-%d-%H:%M}"},
-    )
+    reducer_run_of_base_hour(defs, instance, dg.DagsterRunStatus.STARTED)
     send(kafka_bootstrap, topics, 3, start=BASE_HOUR + timedelta(minutes=1))
     land_all(engine, kafka_bootstrap, topics.workflow)
     result = tick(defs, instance, "reducer_refresh_sensor")
     assert isinstance(result, dg.SensorResult)
-    assert [r.partition_key for r in result.run_requests] == [f"{BASE_HOUR:%Y-%m-%d-%H:%M}"]
+    assert [r.partition_key for r in result.run_requests] == [partition_key(BASE_HOUR)]
 
 
 def test_an_hour_whose_aggregation_failed_is_retried_after_a_minute_not_every_tick(
@@ -232,11 +227,10 @@ def test_contiguous_hours_split_into_runs_of_at_most_a_day_newest_first() -> Non
 
 def test_a_range_request_carries_dagsters_range_tags() -> None:
     request = run_request(BASE_HOUR - timedelta(hours=2), BASE_HOUR)
-    assert (
-        request.tags["dagster/asset_partition_range_start"]
-        == f"{BASE_HOUR - timedelta(hours=2):%Y-%m-%d-%H:%M}"
+    assert request.tags["dagster/asset_partition_range_start"] == partition_key(
+        BASE_HOUR - timedelta(hours=2)
     )
-    assert request.tags["dagster/asset_partition_range_end"] == f"{BASE_HOUR:%Y-%m-%d-%H:%M}"
+    assert request.tags["dagster/asset_partition_range_end"] == partition_key(BASE_HOUR)
     assert request.tags["dagster/priority"] == "10"
 
 
