@@ -35,6 +35,7 @@ from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import spawn, stop
+from bridge_dagster.devstack.stack import INSTANCE_CONFIG
 from bridge_dagster.events.demo import demo_requests
 from bridge_dagster.events.requests import build_request
 from bridge_dagster.events.topics import dlq_topic
@@ -290,7 +291,7 @@ def _daemon_env(
 ) -> dict[str, str]:
     home = data / "dagster_home"
     home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "KAFKA_"))}
     env.update(address.env())
     env.update(

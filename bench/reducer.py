@@ -61,6 +61,7 @@ from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import spawn, stop, tail
+from bridge_dagster.devstack.stack import INSTANCE_CONFIG
 from bridge_dagster.events import synthetic
 from bridge_dagster.events.demo import DemoRequest, demo_requests
 from bridge_dagster.events.envelope import EventEnvelope, encode
@@ -750,7 +751,7 @@ def _daemon_env(
 ) -> dict[str, str]:
     home = data / "dagster_home"
     home.mkdir()
-    shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     # None of the caller's project settings leak in: the daemon runs with exactly these.
     ours = {v.name for v in VARIABLES}
     env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("DAGSTER_")}

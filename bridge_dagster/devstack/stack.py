@@ -26,6 +26,9 @@ from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.settings import Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The embedded stack's Dagster instance. It lives here rather than in the repository root so
+# that a plain `dagster dev` or `dg` there, with nothing set, uses Dagster's own defaults.
+INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")
 ENV_FILE = "dev.env"
 
 
@@ -184,7 +187,7 @@ def dagster_instance_env(settings: Settings) -> dict[str, str]:
 def _dagster_home(data_dir: Path) -> Path:
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     return home
 
 

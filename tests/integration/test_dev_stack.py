@@ -35,7 +35,11 @@ from bridge_dagster.devstack.files import write_private
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import EmbeddedPostgres, PostgresAddress
 from bridge_dagster.devstack.processes import StackError, free_port, port_is_free, spawn
-from bridge_dagster.devstack.stack import PROJECT_ROOT, dagster_dev_command, dagster_instance_env
+from bridge_dagster.devstack.stack import (
+    INSTANCE_CONFIG,
+    dagster_dev_command,
+    dagster_instance_env,
+)
 from bridge_dagster.settings import LOG_LEVELS, load_settings
 
 CLI = Path(sys.executable).parent / "bridge-dagster"
@@ -490,7 +494,7 @@ def test_a_private_file_written_over_a_world_readable_one_becomes_private(
 
 @pytest.mark.integration
 def test_dagster_gets_every_variable_its_instance_config_reads_even_when_left_at_default() -> None:
-    read = set(re.findall(r"\{env: (\w+)\}", (PROJECT_ROOT / "dagster.yaml").read_text()))
+    read = set(re.findall(r"\{env: (\w+)\}", INSTANCE_CONFIG.read_text()))
     settings = load_settings({"POSTGRES_HOST": "db.internal", "POSTGRES_PASSWORD": "a b+c"})
 
     exported = dagster_instance_env(settings)
