@@ -12,6 +12,7 @@
 |   schedules                             |                                         |
 | workflow_event_landing_sensor           | sensors/workflow_events.py              |
 | reducer_refresh_sensor                  | sensors/reducer_refresh.py              |
+| prune_dagster_runs + its schedule       | maintenance/run_retention.py            |
 | postgres, kafka, stamping, tree         | resources/                              |
 | workflow_settings, reducer_settings     | resources/*_settings.py                 |
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from bridge_dagster.maintenance.run_retention import build_prune_dagster_runs, build_prune_schedule
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_schedule, sweep_stale_workflows
 from bridge_dagster.orchestrator.ops import IO
 from bridge_dagster.reducer.assets import build_reducer_assets
@@ -110,6 +112,7 @@ settings = load_settings()
 hourly = hourly_partitions(settings.reducer_partitions_start)
 reducer_hourly = build_reducer_job(hourly)
 window_s = max(1, settings.aggregation_window_ms // 1000)
+prune_dagster_runs = build_prune_dagster_runs(settings.dagster_run_retention_days)
 
 defs = dg.Definitions(
     assets=build_reducer_assets(hourly),
@@ -120,11 +123,13 @@ defs = dg.Definitions(
         land_workflow_events,
         reducer_hourly,
         maintain_workflow_event_days,
+        prune_dagster_runs,
     ],
     schedules=[
         sweep_schedule,
         build_reducer_schedule(reducer_hourly),
         maintain_event_days_schedule,
+        build_prune_schedule(prune_dagster_runs),
     ],
     sensors=[
         build_stamp_request_sensor(

@@ -126,6 +126,12 @@ VARIABLES: tuple[Variable, ...] = (
         "days of raw workflow_events kept; older whole days are dropped once aggregated",
     ),
     Variable(
+        "DAGSTER_RUN_RETENTION_DAYS",
+        "30",
+        "finished Dagster runs (and their event logs) kept; prune_dagster_runs deletes older"
+        " ones, except those holding an asset partition's latest materialization",
+    ),
+    Variable(
         "ORCHESTRATOR_WORKFLOW_TIMEOUT_MS",
         "600000",
         "a workflow in processing longer than this is failed by the sweeper",
@@ -198,6 +204,7 @@ class Settings:
     reducer_concurrency: int
     reducer_partitions_start: datetime
     workflow_events_retention_days: int
+    dagster_run_retention_days: int
     workflow_timeout_ms: int
     step_timeout_ms: int
     max_content_bytes: int
@@ -256,6 +263,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "REDUCER_PARTITIONS_START", _hour, "is not a UTC hour like 2026-10-01-00:00"
         ),
         workflow_events_retention_days=get.positive("WORKFLOW_EVENTS_RETENTION_DAYS"),
+        dagster_run_retention_days=get.positive("DAGSTER_RUN_RETENTION_DAYS"),
         workflow_timeout_ms=get.positive("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS"),
         step_timeout_ms=get.positive("ORCHESTRATOR_STEP_TIMEOUT_MS"),
         max_content_bytes=get.positive("BRIDGE_MAX_CONTENT_BYTES"),

@@ -42,6 +42,7 @@ def test_defaults_apply_when_nothing_is_set() -> None:
         ("REDUCER_PARTITIONS_START", "2026-10-01"),
         ("REDUCER_PARTITIONS_START", "2026-10-01-00:30"),
         ("WORKFLOW_EVENTS_RETENTION_DAYS", "0"),
+        ("DAGSTER_RUN_RETENTION_DAYS", "0"),
     ],
 )
 def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> None:

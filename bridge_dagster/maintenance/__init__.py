@@ -1,0 +1,1 @@
+"""Upkeep of Dagster's own storage: run and event-log retention."""
