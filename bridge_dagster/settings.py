@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
+
 from bridge_dagster.db.urls import postgres_url
 from bridge_dagster.events.requests import is_valid_namespace
 from bridge_dagster.events.topics import (
@@ -213,6 +215,20 @@ class Settings:
     event_signing_key: str | None
     log_level: str
     environment: str
+
+
+def read_env_file(path: Path = Path(".env")) -> None:
+    """Put `path`'s variables (the guide's `cp .env.example .env`) into os.environ.
+
+    A variable already in the environment keeps its value, so a one-off
+    `NAME=value bridge-dagster …` beats the file. The default is the `.env` of the directory
+    the command runs in, where `dagster dev` looks for one too.
+    """
+    if path.is_file():
+        values = dotenv_values(path)
+        os.environ.update(
+            {k: v for k, v in values.items() if v is not None and k not in os.environ}
+        )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from bridge_dagster.cli.backfill import backfill
+from bridge_dagster.cli.demo import demo
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
-from bridge_dagster.settings import ConfigError, Settings, load_settings
+from bridge_dagster.settings import ConfigError, Settings, load_settings, read_env_file
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -21,6 +22,7 @@ T = TypeVar("T")
 EPILOG = """\b
 Examples:
   bridge-dagster dev                      start everything on 127.0.0.1:3000
+  bridge-dagster demo                     see it work: 500 requests end to end, then a summary
   bridge-dagster migrate                  upgrade the database to the newest schema
   bridge-dagster serve stamping --port 8053
   bridge-dagster submit --content 'hello' submit one stamping request
@@ -36,8 +38,9 @@ Examples:
 def main(ctx: click.Context) -> None:
     """Run the OmniNode Bridge on Dagster: stamping workflows and their reducers.
 
-    Configuration comes from environment variables (see the README's table); a bad
-    value stops the command with a message naming the variable. While `bridge-dagster dev`
+    Configuration comes from environment variables (see the README's table), and from a
+    `.env` file in this directory for those the environment leaves unset; a bad value stops
+    the command with a message naming the variable. While `bridge-dagster dev`
     runs in this directory, the other commands reach its PostgreSQL and broker without
     any variable set.
     """
@@ -45,6 +48,10 @@ def main(ctx: click.Context) -> None:
         from bridge_dagster.devstack.stack import adopt_running_stack
 
         adopt_running_stack(Path(".data"))
+    # After the running stack's addresses: that stack read this `.env` when it started and
+    # replaced what it runs itself (an embedded server's port, say), so its values are the
+    # live ones.
+    read_env_file()
 
 
 @main.command(
@@ -112,6 +119,7 @@ def migrate(revision: str) -> None:
 main.add_command(submit)
 main.add_command(status)
 main.add_command(backfill)
+main.add_command(demo)
 
 
 @main.command(
