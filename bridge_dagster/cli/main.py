@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from bridge_dagster.cli.backfill import backfill
+from bridge_dagster.cli.backup import backup, restore
 from bridge_dagster.cli.demo import demo
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
@@ -30,6 +31,8 @@ Examples:
   bridge-dagster status WORKFLOW_ID       show one workflow's state and stamp
   bridge-dagster backfill --from 2026-11-30-00:00 --to 2026-11-30-12:00 --wait
                                           re-aggregate those reducer hours via the daemon
+  bridge-dagster backup                   pg_dump the database to bridge-<db>-<time>.dump
+  bridge-dagster restore FILE             load a backup into an empty database
 """
 
 
@@ -119,6 +122,8 @@ def migrate(revision: str) -> None:
 main.add_command(submit)
 main.add_command(status)
 main.add_command(backfill)
+main.add_command(backup)
+main.add_command(restore)
 main.add_command(demo)
 
 
