@@ -17,7 +17,8 @@
 | workflow_settings, reducer_settings     | resources/*_settings.py                 |
 
 Values come from `settings.py`, which checks every environment variable at load; secrets
-(POSTGRES_PASSWORD, API_KEY, EVENT_SIGNING_KEY) stay EnvVars so the UI shows only names.
+(POSTGRES_PASSWORD, KAFKA_SASL_PASSWORD, API_KEY, EVENT_SIGNING_KEY) stay EnvVars so the UI
+shows only names.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def _optional_secret(value: str | None, name: str) -> str | dg.EnvVar | None:
 
 def build_resources(settings: Settings) -> dict[str, object]:
     pg = settings.postgres
+    kafka = settings.kafka_security
     allowed_roots = [str(root) for root in settings.allowed_roots]
     step_timeout_s = settings.step_timeout_ms / 1000
     return {
@@ -74,6 +76,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
             bootstrap_servers=dg.EnvVar("KAFKA_BOOTSTRAP_SERVERS"),
             request_topic=settings.request_topic,
             workflow_topic=settings.workflow_topic,
+            security_protocol=kafka.protocol,
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_username=kafka.sasl_username,
+            sasl_password=_optional_secret(kafka.sasl_password, "KAFKA_SASL_PASSWORD"),
+            ssl_ca_location=kafka.ssl_ca_location,
         ),
         "stamping": StampingResource(
             service_url=settings.stamping_service_url,

@@ -26,6 +26,10 @@ from bridge_dagster.events.topics import (
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+KAFKA_PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+# GSSAPI and OAUTHBEARER need settings of their own (a keytab, a token endpoint) that
+# nothing here reads, so they are refused rather than half-configured.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class ConfigError(ValueError):
@@ -67,6 +71,23 @@ VARIABLES: tuple[Variable, ...] = (
         "KAFKA_REDUCER_TOPIC",
         DEFAULT_REDUCER_TOPIC,
         "the reducer publishes aggregation_started/completed/failed here",
+    ),
+    Variable(
+        "KAFKA_SECURITY_PROTOCOL",
+        "plaintext",
+        "every Kafka client's security.protocol: " + ", ".join(KAFKA_PROTOCOLS),
+    ),
+    Variable(
+        "KAFKA_SASL_MECHANISM",
+        None,
+        "with a sasl_* protocol: " + ", ".join(SASL_MECHANISMS),
+    ),
+    Variable("KAFKA_SASL_USERNAME", None, "with a sasl_* protocol: the SASL user"),
+    Variable("KAFKA_SASL_PASSWORD", None, "with a sasl_* protocol: the SASL password"),
+    Variable(
+        "KAFKA_SSL_CA_LOCATION",
+        None,
+        "with ssl or sasl_ssl: CA certificate file to verify the broker; unset: the system's",
     ),
     Variable(
         "METADATA_STAMPING_SERVICE_URL",
@@ -147,6 +168,16 @@ VARIABLES: tuple[Variable, ...] = (
         " unset: the current directory",
     ),
     Variable("API_KEY", None, "when set, the HTTP services require it in X-API-Key"),
+    Variable(
+        "API_KEY_PREVIOUS",
+        None,
+        "comma-separated keys still accepted beside API_KEY while clients move to a new one",
+    ),
+    Variable(
+        "METRICS_REQUIRE_API_KEY",
+        "false",
+        "true: the exporter's /metrics needs an API key too (/health stays open for probes)",
+    ),
     Variable("EVENT_SIGNING_KEY", None, "when set, events carry an HMAC-SHA256 x-signature header"),
     Variable("LOG_LEVEL", "info", ", ".join(LOG_LEVELS)),
     Variable("ENVIRONMENT", "dev", "written into every event envelope"),
@@ -187,9 +218,35 @@ class PostgresSettings:
 
 
 @dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of the project authenticates and encrypts, checked at load."""
+
+    protocol: str = "plaintext"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties for these settings; every client the project makes merges
+        them in, so a broker that requires TLS or SASL is reached the same way by all."""
+        config = {"security.protocol": self.protocol}
+        if self.sasl_mechanism is not None:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
+
+
+@dataclass(frozen=True)
 class Settings:
     postgres: PostgresSettings
     kafka_bootstrap_servers: str | None
+    kafka_security: KafkaSecurity
     request_topic: str
     workflow_topic: str
     reducer_topic: str
@@ -212,6 +269,8 @@ class Settings:
     max_content_bytes: int
     allowed_roots: tuple[Path, ...]
     api_key: str | None
+    api_key_previous: tuple[str, ...]
+    metrics_require_api_key: bool
     event_signing_key: str | None
     log_level: str
     environment: str
@@ -234,6 +293,7 @@ def read_env_file(path: Path = Path(".env")) -> None:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every variable; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
+    _refuse_replaced_variables(env)
     get = _Reader(env)
     settings = Settings(
         postgres=PostgresSettings(
@@ -253,6 +313,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kafka_bootstrap_servers=get.parsed_optional(
             "KAFKA_BOOTSTRAP_SERVERS", _bootstrap, "is not a host:port[,host:port…] list"
         ),
+        kafka_security=_kafka_security(get),
         request_topic=get.parsed("KAFKA_REQUEST_TOPIC", _topic, "is not a valid Kafka topic name"),
         workflow_topic=get.parsed(
             "KAFKA_WORKFLOW_TOPIC", _topic, "is not a valid Kafka topic name"
@@ -285,12 +346,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_content_bytes=get.positive("BRIDGE_MAX_CONTENT_BYTES"),
         allowed_roots=_allowed_roots(env.get("BRIDGE_ALLOWED_ROOTS")),
         api_key=get.optional("API_KEY"),
+        api_key_previous=_previous_api_keys(get),
+        metrics_require_api_key=get.parsed(
+            "METRICS_REQUIRE_API_KEY", _bool, "is not true or false"
+        ),
         event_signing_key=get.optional("EVENT_SIGNING_KEY"),
         log_level=get.choice("LOG_LEVEL", LOG_LEVELS),
         environment=get.text("ENVIRONMENT"),
     )
     _check_queue_holds_a_run(settings)
     _check_landing_run_holds_a_batch(settings)
+    _check_metrics_key_exists(settings)
     return settings
 
 
@@ -448,3 +514,110 @@ def _allowed_roots(value: str | None) -> tuple[Path, ...]:
                 f" path or remove it (separate entries with {os.pathsep!r})"
             )
     return roots
+
+
+# Variables the deployment guide names that this project answers another way. Setting one
+# stops start-up with what to do instead: ignoring it would leave a user believing it works.
+REPLACED_VARIABLES: dict[str, str] = {
+    "JWT_SECRET": "the services authenticate callers by API key, not JWT (see the README's"
+    " Security section); set API_KEY instead",
+    "JWT_EXPIRATION_HOURS": "the services authenticate callers by API key, not JWT (see the"
+    " README's Security section); rotate keys with API_KEY and API_KEY_PREVIOUS instead",
+    "API_KEY_ROTATION_ENABLED": "nothing here rotates keys on a timer; rotate by setting the"
+    " new key as API_KEY and the old one as API_KEY_PREVIOUS until every client has moved",
+    "API_KEY_ROTATION_DAYS": "nothing here rotates keys on a timer; rotate by setting the new"
+    " key as API_KEY and the old one as API_KEY_PREVIOUS until every client has moved",
+    "POSTGRES_SSL_ENABLED": "POSTGRES_SSL_MODE alone decides SSL (require or verify-full"
+    " insist on it)",
+    "REQUIRE_HTTPS": "the services and the exporter speak plain HTTP inside the deployment's"
+    " network; terminate TLS at the ingress or reverse proxy in front of them",
+}
+
+
+def _refuse_replaced_variables(env: Mapping[str, str]) -> None:
+    for name in sorted(env):
+        reason = REPLACED_VARIABLES.get(name)
+        if reason is None and name.startswith("JWT_"):
+            reason = REPLACED_VARIABLES["JWT_SECRET"]
+        if reason is not None:
+            raise ConfigError(f"{name} is set, but {reason}; unset {name}")
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
+
+
+def _kafka_security(get: _Reader) -> KafkaSecurity:
+    protocol = get.choice("KAFKA_SECURITY_PROTOCOL", KAFKA_PROTOCOLS)
+    sasl = {
+        name: get.optional(name)
+        for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
+    }
+    if protocol.startswith("sasl_"):
+        for name, value in sasl.items():
+            if value is None:
+                raise ConfigError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol} needs {name}; set it in .env (SASL"
+                    " needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD)"
+                )
+        mechanism = get.parsed(
+            "KAFKA_SASL_MECHANISM",
+            lambda v: _one_of(v.upper(), SASL_MECHANISMS),
+            f"is not one of {SASL_MECHANISMS}",
+        )
+    else:
+        for name, value in sasl.items():
+            if value is not None:
+                raise ConfigError(
+                    f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use it; set"
+                    f" KAFKA_SECURITY_PROTOCOL=sasl_ssl (or sasl_plaintext), or unset {name}"
+                )
+        mechanism = None
+    return KafkaSecurity(
+        protocol=protocol,
+        sasl_mechanism=mechanism,
+        sasl_username=sasl["KAFKA_SASL_USERNAME"],
+        sasl_password=sasl["KAFKA_SASL_PASSWORD"],
+        ssl_ca_location=_ssl_ca_location(get.optional("KAFKA_SSL_CA_LOCATION"), protocol),
+    )
+
+
+def _ssl_ca_location(value: str | None, protocol: str) -> str | None:
+    if value is None:
+        return None
+    if protocol not in ("ssl", "sasl_ssl"):
+        raise ConfigError(
+            f"KAFKA_SSL_CA_LOCATION is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS;"
+            " set KAFKA_SECURITY_PROTOCOL=ssl (or sasl_ssl), or unset KAFKA_SSL_CA_LOCATION"
+        )
+    if not Path(value).is_file():
+        raise ConfigError(
+            f"KAFKA_SSL_CA_LOCATION={value!r} is not a file; point it at the PEM file of the"
+            " CA that signed the broker's certificate, or unset it to use the system's CAs"
+        )
+    return value
+
+
+def _previous_api_keys(get: _Reader) -> tuple[str, ...]:
+    value = get.optional("API_KEY_PREVIOUS")
+    if value is None:
+        return ()
+    if get.optional("API_KEY") is None:
+        raise ConfigError(
+            "API_KEY_PREVIOUS is set but API_KEY is not; set API_KEY to the new key (the one"
+            " clients move to), or unset API_KEY_PREVIOUS"
+        )
+    return tuple(key.strip() for key in value.split(",") if key.strip())
+
+
+def _check_metrics_key_exists(settings: Settings) -> None:
+    if settings.metrics_require_api_key and settings.api_key is None:
+        raise ConfigError(
+            "METRICS_REQUIRE_API_KEY=true but API_KEY is not set, so no scrape could pass; set"
+            " API_KEY (for example `openssl rand -base64 32`) or unset METRICS_REQUIRE_API_KEY"
+        )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from bridge_dagster.cli.backfill import backfill
+from bridge_dagster.cli.exporter import exporter
 from bridge_dagster.cli.backup import backup, restore
 from bridge_dagster.cli.demo import demo
 from bridge_dagster.cli.submit import status, submit
@@ -26,6 +27,7 @@ Examples:
   bridge-dagster demo                     see it work: 500 requests end to end, then a summary
   bridge-dagster migrate                  upgrade the database to the newest schema
   bridge-dagster serve stamping --port 8053
+  bridge-dagster exporter --port 9090     /health and Prometheus /metrics
   bridge-dagster submit --content 'hello' submit one stamping request
   bridge-dagster submit --demo 200        submit 200 varied demo requests
   bridge-dagster status WORKFLOW_ID       show one workflow's state and stamp
@@ -122,6 +124,7 @@ def migrate(revision: str) -> None:
 main.add_command(submit)
 main.add_command(status)
 main.add_command(backfill)
+main.add_command(exporter)
 main.add_command(backup)
 main.add_command(restore)
 main.add_command(demo)
@@ -140,7 +143,8 @@ Examples:
 def serve(service: str, port: int, host: str) -> None:
     """Serve the stamping or the tree engine over HTTP, speaking the original APIs.
 
-    API_KEY, when set, is required in X-API-Key on every route but health. The stamping
+    API_KEY, when set, is required in X-API-Key on every route but health (a key in
+    API_KEY_PREVIOUS is accepted too, while clients move to a new one). The stamping
     service answers GET /stamp/{file_hash} from PostgreSQL when POSTGRES_HOST is set.
     """
     import uvicorn
@@ -153,7 +157,11 @@ def _service_app(service: str, settings: Settings) -> FastAPI:
     if service == "onextree":
         from bridge_dagster.services.onextree_app import create_onextree_app
 
-        return create_onextree_app(allowed_roots=settings.allowed_roots, api_key=settings.api_key)
+        return create_onextree_app(
+            allowed_roots=settings.allowed_roots,
+            api_key=settings.api_key,
+            previous_api_keys=settings.api_key_previous,
+        )
     from sqlalchemy import create_engine
 
     from bridge_dagster.services.stamping_app import create_stamping_app, stamp_lookup_from_engine
@@ -164,7 +172,10 @@ def _service_app(service: str, settings: Settings) -> FastAPI:
             create_engine(settings.postgres.url(), pool_pre_ping=True)
         )
     return create_stamping_app(
-        api_key=settings.api_key, max_content_bytes=settings.max_content_bytes, stamp_lookup=lookup
+        api_key=settings.api_key,
+        previous_api_keys=settings.api_key_previous,
+        max_content_bytes=settings.max_content_bytes,
+        stamp_lookup=lookup,
     )
 
 

@@ -8,20 +8,21 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import click
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from tqdm import tqdm
 
-from bridge_dagster.db.tables import fsm_transitions, workflow_executions
+from bridge_dagster.db.tables import dead_letters, fsm_transitions, workflow_executions
 from bridge_dagster.events.demo import demo_requests
 from bridge_dagster.events.requests import STAMP_TYPES, build_request, is_valid_namespace
+from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.onextree import (
     TreeError,
     TreeNode,
@@ -29,7 +30,7 @@ from bridge_dagster.onextree import (
     resolve_allowed_file,
     resolve_allowed_root,
 )
-from bridge_dagster.settings import ConfigError, Settings, load_settings
+from bridge_dagster.settings import ConfigError, KafkaSecurity, Settings, load_settings
 
 MAX_DEMO_REQUESTS = 1_000_000
 # Where `bridge-dagster dev` starts its broker when KAFKA_BOOTSTRAP_SERVERS is unset.
@@ -165,14 +166,36 @@ def submit(
 Examples:
   bridge-dagster status 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f
   bridge-dagster status 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f --json | jq .state
+  bridge-dagster status --failed                      the newest failed workflows, with reasons
+  bridge-dagster status --failed --since 2h           failed in the last two hours
+  bridge-dagster status --failed --since 2026-11-30T08:00:00Z --json
 """
 )
-@click.argument("workflow_id", callback=lambda _ctx, _param, value: _workflow_id(value))
-@click.option("--json", "as_json", is_flag=True, help="Print the same as one JSON object.")
-def status(workflow_id: UUID, as_json: bool) -> None:
-    """Show one workflow from PostgreSQL: state, stamp, error, duration and transitions."""
-    engine = _engine(_settings())
+@click.argument("workflow_id", required=False, callback=lambda _c, _p, v: _workflow_id(v))
+@click.option("--failed", is_flag=True, help="List failed workflows with their reasons instead.")
+@click.option(
+    "--since",
+    metavar="WHEN",
+    callback=lambda _c, _p, v: _since(v),
+    help="With --failed: only those failed since WHEN, an ISO time (UTC unless it says) or an"
+    " age like 30m, 2h, 7d.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the same as JSON.")
+def status(workflow_id: UUID | None, failed: bool, since: datetime | None, as_json: bool) -> None:
+    """Show one workflow from PostgreSQL (state, stamp, error, duration from its request and
+    transitions), or with --failed the failed workflows, newest first, with their reasons."""
+    if failed == (workflow_id is not None):
+        raise click.UsageError("give a WORKFLOW_ID or --failed, not both or neither")
+    if since is not None and not failed:
+        raise click.UsageError("--since applies to --failed only")
+    settings = _settings()
+    engine = _engine(settings)
     try:
+        if failed:
+            listing = _database_call(lambda: _failed_workflows(engine, settings, since))
+            click.echo(json.dumps(listing, indent=2) if as_json else _format_failed(listing))
+            return
+        assert workflow_id is not None
         report = _database_call(lambda: _workflow_report(engine, workflow_id))
     finally:
         engine.dispose()
@@ -244,7 +267,7 @@ def _messages(
 def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int) -> Sent:
     bootstrap = settings.kafka_bootstrap_servers or DEV_BOOTSTRAP_SERVERS
     topic = settings.request_topic
-    producer = _connected_producer(bootstrap, topic)
+    producer = _connected_producer(bootstrap, topic, settings.kafka_security)
     failures: list[KafkaError] = []
     workflow_ids: list[UUID] = []
     total_bytes = 0
@@ -272,12 +295,13 @@ def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int
     return Sent(workflow_ids, total_bytes, time.monotonic() - started)
 
 
-def _connected_producer(bootstrap: str, topic: str) -> Producer:
+def _connected_producer(bootstrap: str, topic: str, security: KafkaSecurity) -> Producer:
     """An idempotent producer whose broker has answered and holds `topic`."""
     errors: list[KafkaError] = []
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
+            **security.client_config(),
             # Idempotence keeps a retried send from putting a request on the topic twice.
             "enable.idempotence": True,
             "acks": "all",
@@ -460,7 +484,9 @@ def _terminal_states(engine: Engine, workflow_ids: Sequence[UUID]) -> dict[UUID,
 # --- status --------------------------------------------------------------------------------
 
 
-def _workflow_id(value: str) -> UUID:
+def _workflow_id(value: str | None) -> UUID | None:
+    if value is None:
+        return None
     try:
         return UUID(value)
     except ValueError:
@@ -473,6 +499,7 @@ def _workflow_id(value: str) -> UUID:
 _REPORTED_COLUMNS = (
     "state", "namespace", "file_path", "content_type", "file_size", "file_hash", "stamp_id",
     "stamp_type", "error", "duration_ms", "requested_at", "started_at", "completed_at",
+    "created_at",
 )  # fmt: skip
 
 
@@ -502,7 +529,8 @@ def _workflow_report(engine: Engine, workflow_id: UUID) -> dict[str, Any] | None
             "stamp_id": None if row["stamp_id"] is None else str(row["stamp_id"]),
             "stamp_type": row["stamp_type"],
             "error": row["error"],
-            "duration_ms": row["duration_ms"],
+            "duration_ms": _ms_from_request(row),
+            "duration_in_bridge_ms": row["duration_ms"],
             "requested_at": _iso(row["requested_at"]),
             "started_at": _iso(row["started_at"]),
             "completed_at": _iso(row["completed_at"]),
@@ -516,6 +544,15 @@ def _workflow_report(engine: Engine, workflow_id: UUID) -> dict[str, Any] | None
                 for item in transitions
             ],
         }
+
+
+def _ms_from_request(row: Any) -> int | None:
+    """From the request's own time (its envelope's) to the end; admission is a later moment,
+    after the request waited on the topic and in the run queue."""
+    if row["completed_at"] is None:
+        return None
+    start = row["requested_at"] or row["created_at"]
+    return round((row["completed_at"] - start).total_seconds() * 1000)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -538,7 +575,12 @@ def _format_report(report: dict[str, Any]) -> str:
     stamp = shown(report["stamp_id"])
     if report["stamp_type"] is not None:
         stamp += f" ({report['stamp_type']})"
-    duration = report["duration_ms"]
+    duration = "-"
+    if report["duration_ms"] is not None:
+        duration = f"{report['duration_ms']:,} ms from request to {report['state']}"
+        inside = report["duration_in_bridge_ms"]
+        if inside is not None and inside != report["duration_ms"]:
+            duration += f" ({inside:,} ms of it after admission)"
     lines = [
         f"Workflow   {report['workflow_id']}",
         f"State      {report['state']}",
@@ -546,7 +588,7 @@ def _format_report(report: dict[str, Any]) -> str:
         f"File       {file}",
         f"File hash  {shown(report['file_hash'])}",
         f"Stamp      {stamp}",
-        f"Duration   {'-' if duration is None else f'{duration:,} ms'}",
+        f"Duration   {duration}",
     ]
     if report["error"] is not None:
         lines.append(f"Error      {report['error']}")
@@ -557,4 +599,91 @@ def _format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {_clock(item['at'])}  {change}{reason}")
     if not report["transitions"]:
         lines.append("  (none recorded)")
+    return "\n".join(lines)
+
+
+# --- status --failed -----------------------------------------------------------------------
+
+# Newest first; more than a screenful is narrowed with --since.
+FAILED_SHOWN = 100
+REASON_SHOWN_CHARS = 160
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    number, unit = value[:-1], value[-1:]
+    if number.isdigit() and unit in _AGE_UNITS:
+        return datetime.now(UTC) - timedelta(**{_AGE_UNITS[unit]: int(number)})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO time (2026-11-30T08:00:00Z) nor an age like 30m, 2h"
+            " or 7d",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _failed_workflows(engine: Engine, settings: Settings, since: datetime | None) -> dict[str, Any]:
+    """The newest failed workflows (since `since`) with their reasons, and the dead letters
+    that named no workflow in the same time."""
+    w = workflow_executions
+    failed_at = w.c.updated_at  # failed is terminal: its last update is the failure
+    total = func.count().over().label("total")
+    query = select(w.c.workflow_id, w.c.namespace, w.c.file_path, w.c.error, failed_at, total)
+    query = query.where(w.c.state == "failed")
+    letters = select(func.count()).where(
+        dead_letters.c.workflow_id.is_(None),
+        dead_letters.c.dlq_topic == dlq_topic(settings.request_topic),
+    )
+    if since is not None:
+        query = query.where(failed_at >= since)
+        letters = letters.where(dead_letters.c.created_at >= since)
+    query = query.order_by(failed_at.desc(), w.c.workflow_id).limit(FAILED_SHOWN)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        unnamed = conn.execute(letters).scalar_one()
+    return {
+        "since": _iso(since),
+        "total": rows[0].total if rows else 0,
+        "workflows": [
+            {
+                "workflow_id": str(row.workflow_id),
+                "failed_at": row.updated_at.isoformat(),
+                "namespace": row.namespace,
+                "file_path": row.file_path,
+                "code": (row.error or "").partition(": ")[0],
+                "reason": (row.error or "").partition(": ")[2],
+            }
+            for row in rows
+        ],
+        "dead_letters_without_workflow": unnamed,
+        "dead_letter_topic": dlq_topic(settings.request_topic),
+    }
+
+
+def _format_failed(listing: dict[str, Any]) -> str:
+    since = "" if listing["since"] is None else f" since {_clock(listing['since'])}"
+    total, shown = listing["total"], listing["workflows"]
+    lines = [f"{_workflows(total)} failed{since}" + (", newest first:" if shown else ".")]
+    for item in shown:
+        reason = item["reason"]
+        if len(reason) > REASON_SHOWN_CHARS:
+            reason = reason[: REASON_SHOWN_CHARS - 1] + "…"
+        lines.append(
+            f"  {_clock(item['failed_at'])}  {item['workflow_id']}  {item['namespace']}"
+            f"  {item['code']}: {reason}"
+        )
+    if total > len(shown):
+        lines.append(
+            f"  … and {total - len(shown):,} older; narrow with --since, or --json for all fields"
+        )
+    if listing["dead_letters_without_workflow"]:
+        lines.append(
+            f"{listing['dead_letters_without_workflow']:,} more rejected requests{since} named"
+            f" no usable workflow id; they are on {listing['dead_letter_topic']} with the reason"
+        )
     return "\n".join(lines)

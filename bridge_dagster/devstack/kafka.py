@@ -12,6 +12,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bridge_dagster.devstack.processes import StackError, port_accepts, spawn, stop, wait_until
+from bridge_dagster.settings import KafkaSecurity
+
+PLAINTEXT = KafkaSecurity()
 
 
 def noida_binary() -> str:
@@ -68,13 +71,19 @@ class EmbeddedKafka:
             self._process = None
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[str], partitions: int = 3) -> list[str]:
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int = 3,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     A topic that another process creates between the listing and the creation counts as
-    already there, not as an error.
+    already there, not as an error. `security` is for a broker of the user's own; the
+    embedded one speaks plaintext.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, **security.client_config()})
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:

@@ -129,7 +129,9 @@ def _prepare(env: dict[str, str], settings: Settings, say: Callable[[str], None]
         dlq_topic(settings.request_topic),
         dlq_topic(settings.workflow_topic),
     ]
-    created = ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"], topics)
+    created = ensure_topics(
+        env["KAFKA_BOOTSTRAP_SERVERS"], topics, security=settings.kafka_security
+    )
     say(f"Topics: {len(created)} created, {len(topics) - len(created)} already there")
 
 

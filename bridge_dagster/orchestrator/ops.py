@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -9,7 +10,8 @@ import dagster as dg
 from pydantic import Field
 
 from bridge_dagster.events.requests import build_request
-from bridge_dagster.orchestrator import workflow
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.orchestrator import store, workflow
 from bridge_dagster.orchestrator.context import workflow_context
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
@@ -20,6 +22,14 @@ from bridge_dagster.resources.workflow_settings import WorkflowSettings
 # Outputs pass between ops in memory: the job runs in process, and a re-execution starts
 # from load_requests anyway, since every step is idempotent.
 IO = "workflow_io"
+# A run that failed workflows carries their count, so the runs list shows it at a glance.
+FAILED_TAG = "bridge/failed_workflows"
+# Enough to see what went wrong from the run's log; the rest are one command away.
+MAX_FAILURE_WARNINGS = 20
+MAX_REASON_CHARS = 500
+# The failures are looked up by time (indexed) and run id; this allows for a database clock
+# behind the run's.
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 class OffsetRange(dg.Config):
@@ -57,6 +67,7 @@ class Batch:
     workflows: list[workflow.Workflow]
     counts: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def advance(self, step: str, survivors: list[workflow.Workflow], started: float) -> None:
         """Keep the workflows that came through `step`; the others failed in it."""
@@ -82,8 +93,9 @@ def load_requests(
     context.add_output_metadata(
         {
             "requests": len(incoming),
-            "offset_ranges": ", ".join(
-                f"{r.topic}[{r.partition}] {r.start}-{r.end}" for r in config.ranges
+            # Half-open like every range here: `end` is the first offset not read.
+            "offsets [start, end)": ", ".join(
+                f"{r.topic}[{r.partition}] [{r.start}, {r.end})" for r in config.ranges
             )
             or "inline",
             "read_s": round(time.perf_counter() - started, 4),
@@ -191,7 +203,38 @@ def record_results(
         f"{summary['completed']} completed, {summary['failed']} failed,"
         f" {summary['duplicates']} duplicates skipped, {summary['dead_lettered']} dead-lettered"
     )
+    if batch.counts["failed"]:
+        _report_failures(context, postgres, kafka, batch)
     return dg.Output(summary, metadata=summary)
+
+
+def _report_failures(
+    context: dg.OpExecutionContext, postgres: PostgresResource, kafka: KafkaResource, batch: Batch
+) -> None:
+    """Tag the run with its failed count and name each failed workflow in a WARNING."""
+    failed = batch.counts["failed"]
+    context.instance.add_run_tags(context.run_id, {FAILED_TAG: str(failed)})
+    since = batch.started_at - CLOCK_SKEW
+    with postgres.engine().connect() as conn:
+        listed, total = store.failed_in_run(
+            conn, context.run.root_run_id or context.run_id, since, MAX_FAILURE_WARNINGS
+        )
+    for w in listed:
+        code, _, reason = w.error.partition(": ")
+        context.log.warning(
+            f"workflow {w.workflow_id} failed ({code}): {reason[:MAX_REASON_CHARS]}"
+        )
+    if total > len(listed):
+        context.log.warning(
+            f"{total - len(listed)} more workflows failed in this run; list them all with"
+            f" `bridge-dagster status --failed --since {since.isoformat(timespec='seconds')}`"
+        )
+    if failed > total:
+        context.log.warning(
+            f"{failed - total} failed requests created no workflow of their own (no usable"
+            " workflow id, or one that another request holds); their messages are on"
+            f" {dlq_topic(kafka.request_topic)} with the reason"
+        )
 
 
 def _inline_raw(request: InlineRequest, index: int) -> bytes:

@@ -316,3 +316,28 @@ def stale_workflows(conn: Connection, older_than_ms: int) -> list[StaleWorkflow]
         {"ms": older_than_ms},
     )
     return [StaleWorkflow(r.workflow_id, r.namespace, r.run_id) for r in rows]
+
+
+@dataclass(frozen=True)
+class FailedWorkflow:
+    workflow_id: UUID
+    error: str
+
+
+def failed_in_run(
+    conn: Connection, run_id: str, since: datetime, limit: int
+) -> tuple[list[FailedWorkflow], int]:
+    """The first `limit` workflows a run failed since `since`, by time, and how many in all.
+
+    `since` lets the (state, updated_at) index find them instead of a scan of every workflow.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT workflow_id, error, count(*) OVER () AS total FROM workflow_executions"
+            " WHERE state = 'failed' AND updated_at >= :since AND run_id = :run_id"
+            " ORDER BY updated_at, workflow_id LIMIT :limit"
+        ),
+        {"run_id": run_id, "since": since, "limit": limit},
+    ).all()
+    failed = [FailedWorkflow(r.workflow_id, r.error or "") for r in rows]
+    return failed, rows[0].total if rows else 0

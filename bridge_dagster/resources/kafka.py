@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
+
+from bridge_dagster.settings import KafkaSecurity
 
 # librdkafka's upper bound for receive.message.max.bytes.
 RECEIVE_MAX_BYTES = 2_147_483_647
@@ -28,41 +31,66 @@ class KafkaResource(dg.ConfigurableResource):
     request_topic: str
     workflow_topic: str
     timeout_s: float = 10.0
+    security_protocol: str = Field(default="plaintext", description="KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: str | None = Field(default=None, description="KAFKA_SASL_MECHANISM")
+    sasl_username: str | None = Field(default=None, description="KAFKA_SASL_USERNAME")
+    sasl_password: str | None = Field(
+        default=None, description="KAFKA_SASL_PASSWORD (an EnvVar, so the UI shows its name)"
+    )
+    ssl_ca_location: str | None = Field(default=None, description="KAFKA_SSL_CA_LOCATION")
 
     _producer: Producer | None = PrivateAttr(default=None)
+
+    def client_config(self, tuning: Mapping[str, Any]) -> dict[str, Any]:
+        """The configuration of every client this resource makes: the broker and the
+        security settings, then the client's own librdkafka `tuning`."""
+        security = KafkaSecurity(
+            protocol=self.security_protocol,
+            sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username,
+            sasl_password=self.sasl_password,
+            ssl_ca_location=self.ssl_ca_location,
+        )
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            **security.client_config(),
+            **tuning,
+        }
 
     def producer(self) -> Producer:
         if self._producer is None:
             self._producer = Producer(
-                {
-                    "bootstrap.servers": self.bootstrap_servers,
-                    # Idempotence keeps a retried send from writing an event twice.
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "batch.num.messages": 10000,
-                    "compression.type": "lz4",
-                    "queue.buffering.max.messages": 500000,
-                }
+                self.client_config(
+                    {
+                        # Idempotence keeps a retried send from writing an event twice.
+                        "enable.idempotence": True,
+                        "acks": "all",
+                        "linger.ms": 5,
+                        "batch.num.messages": 10000,
+                        "compression.type": "lz4",
+                        "queue.buffering.max.messages": 500000,
+                    }
+                )
             )
         return self._producer
 
     @contextmanager
     def consumer(self) -> Iterator[Consumer]:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                # Offsets live in the sensor cursor, never in a consumer group.
-                "group.id": "bridge-dagster-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                "socket.timeout.ms": int(self.timeout_s * 1000),
-                # The embedded broker answers a fetch with everything from the offset on,
-                # ignoring fetch.max.bytes; a backlog over librdkafka's default 100 MB
-                # receive limit would never be read. Real brokers keep to fetch.max.bytes.
-                "receive.message.max.bytes": RECEIVE_MAX_BYTES,
-            }
+            self.client_config(
+                {
+                    # Offsets live in the sensor cursor, never in a consumer group.
+                    "group.id": "bridge-dagster-reader",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                    "socket.timeout.ms": int(self.timeout_s * 1000),
+                    # The embedded broker answers a fetch with everything from the offset on,
+                    # ignoring fetch.max.bytes; a backlog over librdkafka's default 100 MB
+                    # receive limit would never be read. Real brokers keep to fetch.max.bytes.
+                    "receive.message.max.bytes": RECEIVE_MAX_BYTES,
+                }
+            )
         )
         try:
             yield consumer

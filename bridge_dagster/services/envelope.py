@@ -6,13 +6,15 @@ clients of the original services keep working unchanged.
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge_dagster.services.api_keys import key_accepted
 
 HEALTH_PATH_SUFFIXES = ("/health", "/health/live", "/health/ready")
 
@@ -42,8 +44,13 @@ def error_response(status_code: int, error: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status_code, content=body)
 
 
-def install_envelope(app: FastAPI, api_key: str | None) -> None:
-    """Wrap errors in the envelope and, when `api_key` is set, require X-API-Key off health."""
+def install_envelope(
+    app: FastAPI, api_key: str | None, previous_api_keys: Sequence[str] = ()
+) -> None:
+    """Wrap errors in the envelope and, when `api_key` is set, require X-API-Key off health.
+
+    `previous_api_keys` stay accepted during a rotation, while clients move to `api_key`.
+    """
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -62,6 +69,7 @@ def install_envelope(app: FastAPI, api_key: str | None) -> None:
 
     if api_key is None:
         return
+    accepted = (api_key, *previous_api_keys)
 
     open_paths: set[str] = set()
 
@@ -74,7 +82,7 @@ def install_envelope(app: FastAPI, api_key: str | None) -> None:
         if request.url.path in open_paths:
             return await call_next(request)
         given = request.headers.get("X-API-Key", "")
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
+        if not key_accepted(given, accepted):
             return error_response(
                 401, "unauthorized", "missing or wrong X-API-Key header; send the API_KEY value"
             )

@@ -61,9 +61,14 @@ class IntelligenceRequest(BaseModel):
     project_root: str | None = Field(default=None, max_length=MAX_PATH_LENGTH)
 
 
-def create_onextree_app(*, allowed_roots: Sequence[Path], api_key: str | None = None) -> FastAPI:
+def create_onextree_app(
+    *,
+    allowed_roots: Sequence[Path],
+    api_key: str | None = None,
+    previous_api_keys: Sequence[str] = (),
+) -> FastAPI:
     app = FastAPI(title="OnexTree", description="Project tree intelligence")
-    install_envelope(app, api_key)
+    install_envelope(app, api_key, previous_api_keys)
     app.state.engine = TreeEngine(allowed_roots)
     app.state.current = None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -103,12 +103,13 @@ class BatchRequest(BaseModel):
 def create_stamping_app(
     *,
     api_key: str | None = None,
+    previous_api_keys: Sequence[str] = (),
     max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     stamp_lookup: StampLookup | None = None,
 ) -> FastAPI:
     """The stamping service. Without `stamp_lookup`, GET /stamp/{file_hash} answers 503."""
     app = FastAPI(title="MetadataStampingService", version="1.0.0")
-    install_envelope(app, api_key)
+    install_envelope(app, api_key, previous_api_keys)
     _refuse_oversize_bodies(app, max_content_bytes * _JSON_ESCAPE_FACTOR + _BODY_ALLOWANCE_BYTES)
 
     @app.exception_handler(StampingError)

@@ -357,6 +357,8 @@ def completed_workflow(pg_url: str) -> uuid.UUID:
         file_hash=FILE_HASH,
         stamp_id=STAMP_ID,
         stamp_type="rich",
+        requested_at=START,
+        completed_at=START + timedelta(milliseconds=300),
         duration_ms=300,
     )
 
