@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 
 from bridge_dagster.cli.backfill import backfill
-from bridge_dagster.cli.exporter import exporter
 from bridge_dagster.cli.backup import backup, restore
+from bridge_dagster.cli.exporter import exporter
 from bridge_dagster.cli.demo import demo
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
