@@ -10,8 +10,8 @@ import click
 
 from bridge_dagster.cli.backfill import backfill
 from bridge_dagster.cli.backup import backup, restore
-from bridge_dagster.cli.exporter import exporter
 from bridge_dagster.cli.demo import demo
+from bridge_dagster.cli.exporter import exporter
 from bridge_dagster.cli.submit import status, submit
 from bridge_dagster.devstack.processes import StackError
 from bridge_dagster.settings import ConfigError, Settings, load_settings, read_env_file
