@@ -147,14 +147,18 @@ def _publish_connection(data_dir: Path, env: dict[str, str], stack: ExitStack) -
     stack.callback(lambda: path.unlink(missing_ok=True))
 
 
-def adopt_running_stack(data_dir: Path) -> None:
-    """Take a running dev stack's addresses for variables the environment leaves unset."""
+def adopt_running_stack(data_dir: Path) -> bool:
+    """Take a running dev stack's addresses for variables the environment leaves unset.
+
+    Returns whether a stack was running there.
+    """
     path = data_dir / ENV_FILE
     if not path.exists() or not _stack_running(data_dir):
-        return
+        return False
     for line in path.read_text().splitlines():
         name, _, value = line.partition("=")
         os.environ.setdefault(name, value)
+    return True
 
 
 def _stack_running(data_dir: Path) -> bool:

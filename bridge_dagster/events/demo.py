@@ -4,6 +4,9 @@ The mix looks like real traffic: several namespaces and content types, sizes fro
 100 B to 256 KB (mostly small), both stamp types, some with tree intelligence and some
 sent as base64 bytes. Every request carries its content inline with a file name beside
 it, so it needs no files on disk and works wherever the workflow runs.
+
+`flawed_requests` adds the requests a real producer gets wrong: some the request sensor
+refuses and dead-letters, some that parse but whose workflow fails.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
-from bridge_dagster.events.requests import StampType
+from bridge_dagster.events.requests import StampType, build_request
 
 NAMESPACES = ("omninode.bridge", "omninode.docs", "omninode.tests", "team.alpha")
 NAMESPACE_WEIGHTS = (40, 25, 20, 15)
@@ -109,6 +112,61 @@ def _demo_request(rng: random.Random, index: int, seed: int) -> DemoRequest:
         intelligence_context=context,
         metadata={"source": "demo", "demo_seed": str(seed), "demo_index": str(index)},
     )
+
+
+Outcome = Literal["failed", "dead_lettered"]
+
+
+@dataclass(frozen=True)
+class FlawedRequest:
+    """A request message made to go wrong, and what the bridge must do with it."""
+
+    workflow_id: UUID
+    value: bytes
+    outcome: Outcome
+    flaw: str
+
+
+def flawed_requests(count: int, *, seed: int, environment: str) -> list[FlawedRequest]:
+    """`count` broken requests, cycling through the flaws so a small count has both outcomes."""
+    rng = random.Random(seed ^ 0x5EED)
+    flawed = []
+    for index in range(count):
+        flaw, outcome, build = _FLAWS[index % len(_FLAWS)]
+        workflow_id = UUID(int=rng.getrandbits(128), version=4)
+        value = build(workflow_id, environment, index)
+        flawed.append(FlawedRequest(workflow_id, value, outcome, flaw))
+    return flawed
+
+
+def _not_json(workflow_id: UUID, environment: str, _index: int) -> bytes:
+    return build_request(workflow_id, environment=environment, content="cut short")[:40]
+
+
+def _missing_file(workflow_id: UUID, environment: str, index: int) -> bytes:
+    # A path-only request parses; the workflow finds no such file under the allowed roots.
+    path = f"/nonexistent-demo-root/missing_{index:04d}.py"
+    return build_request(workflow_id, environment=environment, file_path=path)
+
+
+def _bad_namespace(workflow_id: UUID, environment: str, _index: int) -> bytes:
+    return build_request(
+        workflow_id, environment=environment, namespace="not a namespace!", content="x"
+    )
+
+
+def _two_contents(workflow_id: UUID, environment: str, _index: int) -> bytes:
+    return build_request(workflow_id, environment=environment, content="a", content_b64="YQ==")
+
+
+# flaw → (what is wrong, what the bridge does, message builder); the order puts one of each
+# outcome first.
+_FLAWS: tuple[tuple[str, Outcome, Callable[[UUID, str, int], bytes]], ...] = (
+    ("not JSON", "dead_lettered", _not_json),
+    ("file outside the allowed roots", "failed", _missing_file),
+    ("invalid namespace", "dead_lettered", _bad_namespace),
+    ("both content and content_b64", "dead_lettered", _two_contents),
+)
 
 
 # --- content, one generator per type: whole blocks until the target size is reached ------
