@@ -588,7 +588,7 @@ def _wait(
     sources = [sent.sources[w] for w in load.dead_lettered()]
     watch.until(
         Goal(
-            f"{len(sources)} broken requests to be dead-lettered",
+            f"{_requests(len(sources))} broken on purpose to be dead-lettered",
             lambda: (_count(engine, DEAD_LETTERED_SQL, sources=sources), len(sources)),
             "the stamp_workflow runs' logs in the UI say what they did with them",
         )
@@ -773,7 +773,7 @@ def _print_summary(
     click.echo(
         f"Latency     p50 {timings.p50_s:.1f} s, p95 {timings.p95_s:.1f} s (request to completed)"
     )
-    click.echo(f"\nreducer_namespace_hourly, {_hours(hours)} (every workflow in those hours):")
+    click.echo(f"\nreducer_namespace_hourly, {_hours(hours)} (all workflows in them):")
     rows = [
         (
             r.namespace, f"{r.completed:,}", f"{r.failed:,}", f"{r.stamps:,}", _size(r.bytes),
@@ -795,6 +795,10 @@ def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: st
     for row in [headers, *rows]:
         cells = [f"{c:{a}{w}}" for c, a, w in zip(row, align, widths, strict=True)]
         click.echo("  " + "  ".join(cells).rstrip())
+
+
+def _requests(count: int) -> str:
+    return "1 request" if count == 1 else f"{count:,} requests"
 
 
 def _hours(hours: list[datetime]) -> str:
