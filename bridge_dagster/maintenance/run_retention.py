@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-# Deleting a run costs a few statements (see bench/retention.py); this many per run keeps a
-# run to minutes while the hourly schedule deletes far more than a busy day creates.
+# Deleting a run cost 80 ms here (bench/retention.py): this many per run takes minutes, and
+# hourly that is 120,000 a day, against the 43,000 runs a day of 100 workflows/s.
 MAX_DELETIONS_PER_RUN = 5_000
 PAGE = 1_000
 
