@@ -489,12 +489,12 @@ def _timed_landing(
 
 
 def _copy_out(engine: Engine) -> tuple[str, set[date]]:
-    """The landed rows as landing's COPY CSV, and the days they fill (untimed)."""
+    """The landed rows in landing's COPY format (text), and the days they fill (untimed)."""
     raw = engine.raw_connection()
     try:
         buffer = io.StringIO()
         raw.cursor().copy_expert(
-            f"COPY (SELECT {COPY_COLUMNS} FROM workflow_events) TO STDOUT WITH (FORMAT csv)",
+            f"COPY (SELECT {COPY_COLUMNS} FROM workflow_events) TO STDOUT",
             buffer,
         )
         raw.commit()
@@ -516,7 +516,7 @@ def _bare_copy(pg: PostgresAddress, rows: str, days: set[date]) -> float:
     try:
         started = time.perf_counter()
         raw.cursor().copy_expert(
-            f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)",
+            f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN",
             source,
             size=COPY_BUFFER,
         )
@@ -584,7 +584,7 @@ def _fill_hour(engine: Engine, hour: datetime, count: int, seed: int) -> None:
     namespaces = {str(w.workflow_id): w.namespace for w in flows}
     envelopes = itertools.islice(synthetic.stream(flows, environment="bench"), count)
     admission = _admission(days=30)
-    copy = f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN WITH (FORMAT csv)"
+    copy = f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN"
     with engine.begin() as conn:
         event_days.ensure_days(conn, {hour.date()}, event_days.existing_days(conn))
         cursor = conn.connection.dbapi_connection.cursor()
@@ -595,7 +595,7 @@ def _fill_hour(engine: Engine, hour: datetime, count: int, seed: int) -> None:
                 event = parse_event(encode(envelope), None, admission)
                 if not isinstance(event, LandedEvent):
                     raise RuntimeError(f"a synthetic event was rejected: {event.reason}")
-                lines.append(_csv_line(event, namespaces[event.correlation_id], offset))
+                lines.append(_copy_line(event, namespaces[event.correlation_id], offset))
                 offset += 1
             cursor.copy_expert(copy, io.StringIO("".join(lines)), size=COPY_BUFFER)
         # As landing records it, so the aggregation reads a touch_seq like in production.
@@ -609,7 +609,7 @@ def _chunks(items: Iterable[EventEnvelope], size: int) -> Iterator[list[EventEnv
         yield chunk
 
 
-def _csv_line(e: LandedEvent, namespace: str, offset: int) -> str:
+def _copy_line(e: LandedEvent, namespace: str, offset: int) -> str:
     """The row landing's COPY would write, every event named by its workflow as landing does.
 
     landing._row itself, private as it is: a copy of the format here went stale the first

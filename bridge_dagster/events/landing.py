@@ -14,9 +14,8 @@ it refuses invalid UTF-8 and lone surrogates, as PostgreSQL's jsonb does.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -38,10 +37,6 @@ IMPLIED_STATE = {
 }
 # A clock this far ahead is wrong; its day partition would be created for nothing.
 MAX_FUTURE = timedelta(days=1)
-
-
-_PLAIN_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class RejectCode(StrEnum):
@@ -67,7 +62,9 @@ class Rejected:
         return f"{self.code}: {self.detail}"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which costs a
+# landing of a million events a second of its ~20.
+@dataclass(slots=True)
 class LandedEvent:
     """Ids are canonical lowercase UUID text: landing writes them out as text anyway."""
 
@@ -75,6 +72,8 @@ class LandedEvent:
     event_timestamp: datetime
     # The producer's text when PostgreSQL surely reads it as written, else isoformat().
     timestamp_text: str
+    # The UTC hour, "2026-12-01T10": landing counts hours on it, cheaper than datetimes.
+    utc_hour: str
     event_type: str
     correlation_id: str
     namespace: str | None
@@ -135,10 +134,12 @@ def _parse(raw: bytes | None, signature: bytes | None, admission: Admission) -> 
         raise _Reject(RejectCode.NOT_AN_ENVELOPE, "payload is missing or not a JSON object")
     stamp = envelope.get("event_timestamp")
     timestamp = _timestamp(stamp, admission)
+    as_written = _reads_as_written(stamp)
     return LandedEvent(
         event_id=_uuid(envelope, "event_id"),
         event_timestamp=timestamp,
-        timestamp_text=stamp if _PLAIN_TIMESTAMP.fullmatch(stamp) else timestamp.isoformat(),
+        timestamp_text=stamp if as_written else timestamp.isoformat(),
+        utc_hour=_utc_hour(stamp, as_written, timestamp),
         event_type=event_type,
         correlation_id=_uuid(envelope, "correlation_id"),
         namespace=_namespace(payload.get("namespace")),
@@ -201,13 +202,49 @@ def _holds_nul(value: Any) -> bool:
 
 def _uuid(envelope: dict[str, Any], name: str) -> str:
     value = envelope.get(name)
-    # The canonical form is what producers send; checking it is 5x cheaper than UUID().
-    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+    # The canonical form is what producers send; checking it is 4x cheaper than a regex.
+    if isinstance(value, str) and _is_canonical_uuid(value):
         return value
     try:
         return str(UUID(value))
     except (TypeError, ValueError, AttributeError):
         raise _Reject(RejectCode.NOT_AN_ENVELOPE, f"{name} {value!r} is not a UUID") from None
+
+
+def _is_canonical_uuid(value: str) -> bool:
+    """Lowercase 8-4-4-4-12 hex, as str(UUID) writes it."""
+    if len(value) != 36 or value[8] != "-" or value[13] != "-" or value[18] != "-":
+        return False
+    if value[23] != "-" or value != value.lower():
+        return False
+    try:
+        bytes.fromhex(value.replace("-", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def _reads_as_written(stamp: str) -> bool:
+    """Whether PostgreSQL surely reads a time `datetime.fromisoformat` accepted as written:
+    YYYY-MM-DDTHH:MM:SS, an optional .fraction, then Z or ±HH:MM. Python also accepts week
+    dates, the basic format and comma fractions: written out again instead."""
+    return (
+        len(stamp) >= 20
+        and stamp[4] == "-"
+        and stamp[7] == "-"
+        and stamp[10] == "T"
+        and stamp[13] == ":"
+        and stamp[16] == ":"
+        and stamp[19] in ".Z+-"
+        and (stamp[-1] == "Z" or stamp[-3] == ":")
+        and "," not in stamp
+    )
+
+
+def _utc_hour(stamp: str, as_written: bool, when: datetime) -> str:
+    if as_written and (stamp[-1] == "Z" or stamp.endswith("+00:00")):
+        return stamp[:13]
+    return when.astimezone(UTC).isoformat()[:13]
 
 
 def _timestamp(value: Any, admission: Admission) -> datetime:

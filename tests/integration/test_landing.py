@@ -196,6 +196,37 @@ BAD = [
 ]
 
 
+def test_text_that_copy_must_escape_lands_as_sent(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    # A pretty-printed envelope (newlines, tabs) whose free text holds backslashes, tabs and
+    # a CR: landing writes COPY's text format, where each of these must be escaped.
+    event = make_event(
+        EventType.STAMP_WORKFLOW_COMPLETED,
+        {
+            "namespace": "a.ns",
+            "content_type": "text/x-odd\\name\tv=1",
+            "file_size": 3,
+            "latency_ms": 1.5,
+            "note": "C:\\tmp\\new\r\n\\N",
+        },
+        correlation_id=synthetic.uuid.uuid4(),
+        environment="test",
+        timestamp=BASE_HOUR,
+    )
+    raw = json.dumps(json.loads(event.model_dump_json()), indent="\t").encode()
+    assert b"\n\t" in raw
+    produce_raw(kafka_bootstrap, topics.workflow, [raw])
+    assert land_all(engine, kafka_bootstrap, topics.workflow).landed == 1
+    with engine.connect() as conn:
+        stored, content_type, namespace = conn.execute(
+            text("SELECT envelope::text, content_type, namespace FROM workflow_events")
+        ).one()
+    assert json.loads(stored) == json.loads(raw)
+    assert content_type == "text/x-odd\\name\tv=1"
+    assert namespace == "a.ns"
+
+
 def test_malformed_events_are_dead_lettered_with_reasons_and_landing_goes_on(
     engine: Engine, kafka_bootstrap: str, topics: Topics
 ) -> None:

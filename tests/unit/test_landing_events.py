@@ -107,10 +107,33 @@ def test_a_timestamp_postgresql_reads_as_written_is_kept_verbatim() -> None:
     assert isinstance(event, LandedEvent) and event.timestamp_text == "2026-12-01T10:15:00Z"
 
 
-def test_another_timestamp_form_is_rewritten_in_iso_format() -> None:
-    event = parse(original(event_timestamp="2026-12-01 10:15:00+02:00"))
+@pytest.mark.parametrize(
+    ("stamp", "written"),
+    [
+        ("2026-12-01 10:15:00+02:00", "2026-12-01T10:15:00+02:00"),
+        ("2026-W48-2T10:15:00Z", "2026-11-24T10:15:00+00:00"),
+        ("20261201T101500Z", "2026-12-01T10:15:00+00:00"),
+    ],
+)
+def test_another_timestamp_form_is_rewritten_in_iso_format(stamp: str, written: str) -> None:
+    event = parse(original(event_timestamp=stamp))
     assert isinstance(event, LandedEvent)
-    assert event.timestamp_text == "2026-12-01T10:15:00+02:00"
+    assert event.timestamp_text == written
+
+
+@pytest.mark.parametrize(
+    ("stamp", "hour"),
+    [
+        ("2026-12-01T00:15:00.5Z", "2026-12-01T00"),
+        ("2026-12-01T00:15:00+00:00", "2026-12-01T00"),
+        ("2026-12-01T01:15:00+02:00", "2026-11-30T23"),
+        ("2026-12-01 00:15:00-01:30", "2026-12-01T01"),
+        ("2026-W48-2T10:15:00Z", "2026-11-24T10"),
+    ],
+)
+def test_the_hour_of_an_event_is_its_utc_hour_whatever_the_offset(stamp: str, hour: str) -> None:
+    event = parse(original(event_timestamp=stamp))
+    assert isinstance(event, LandedEvent) and event.utc_hour == hour
 
 
 REFUSED = [
