@@ -100,6 +100,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
             environment=settings.environment,
             signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),
             workflow_timeout_ms=settings.workflow_timeout_ms,
+            max_requests_per_run=settings.max_requests_per_run,
+            max_workflow_queue_size=settings.max_workflow_queue_size,
+            orchestrator_concurrency=settings.orchestrator_concurrency,
         ),
         "reducer_settings": ReducerSettings(
             default_namespace=settings.default_namespace,
@@ -110,6 +113,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_events_per_run=settings.max_aggregation_queue_size,
             partitions_start=settings.reducer_partitions_start.isoformat(),
             retention_days=settings.workflow_events_retention_days,
+            reducer_concurrency=settings.reducer_concurrency,
         ),
         IO: dg.mem_io_manager,
     }

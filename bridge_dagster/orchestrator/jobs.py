@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from bridge_dagster.k8s_config import k8s_resources_tag
 from bridge_dagster.orchestrator.ops import (
     gather_intelligence,
     hash_content,
@@ -11,9 +12,12 @@ from bridge_dagster.orchestrator.ops import (
     validate_requests,
 )
 from bridge_dagster.orchestrator.sweeper import sweep_stale
+from bridge_dagster.settings import load_settings
 
 # Retries absorb a broker or database blip inside the run; every step is idempotent.
 INFRA_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+# Checked once, like definitions.py does: a bad STAMP_WORKFLOW_K8S_* stops the load by name.
+_settings = load_settings()
 
 
 @dg.job(
@@ -21,7 +25,12 @@ INFRA_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENT
     op_retry_policy=INFRA_RETRY,
     # Outputs live in memory, so a retry must run every step again, not resume from the
     # failed one; the steps are idempotent and resume the workflows themselves.
-    tags={"bridge/kind": "stamping", "dagster/retry_strategy": "ALL_STEPS"},
+    tags={
+        "bridge/kind": "stamping",
+        "dagster/retry_strategy": "ALL_STEPS",
+        # A batch of MAX_REQUESTS_PER_RUN hashes and stamps in memory: sized by settings.
+        **k8s_resources_tag(_settings.stamp_workflow_k8s_cpu, _settings.stamp_workflow_k8s_memory),
+    },
 )
 def stamp_workflow() -> None:
     """Stamp a batch of requests: load → validate → intelligence → hash → stamp → record.
@@ -39,7 +48,11 @@ def stamp_workflow() -> None:
                   content_type: text/x-python
 
     Each workflow moves pending → processing → completed | failed on its own; a bad request
-    fails only its workflow and is dead-lettered with the reason.
+    fails only its workflow and is dead-lettered with the reason. A run with failed
+    workflows carries the tag `bridge/failed_workflows` and names each in a warning.
+
+    Writes PostgreSQL tables `workflow_executions`, `fsm_transitions`, `metadata_stamps`
+    and `dead_letters`; publishes to `KAFKA_WORKFLOW_TOPIC` and `<KAFKA_REQUEST_TOPIC>.dlq`.
     """
     batch = validate_requests(load_requests())
     record_results(stamp_content(hash_content(gather_intelligence(batch))))
@@ -47,7 +60,11 @@ def stamp_workflow() -> None:
 
 @dg.job(executor_def=dg.in_process_executor, tags={"bridge/kind": "maintenance"})
 def sweep_stale_workflows() -> None:
-    """Fail workflows left in pending or processing past ORCHESTRATOR_WORKFLOW_TIMEOUT_MS."""
+    """Fail workflows left in pending or processing past `ORCHESTRATOR_WORKFLOW_TIMEOUT_MS`
+    whose run has ended, with reason `timeout`.
+
+    Writes PostgreSQL tables `workflow_executions` and `fsm_transitions`; publishes
+    `stamp_workflow_failed` to `KAFKA_WORKFLOW_TOPIC`."""
     sweep_stale()
 
 
@@ -56,4 +73,5 @@ sweep_schedule = dg.ScheduleDefinition(
     job=sweep_stale_workflows,
     cron_schedule="*/5 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 5 minutes, fail the workflows that outlived their runs.",
 )

@@ -6,6 +6,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from sqlalchemy import text
 
+from bridge_dagster.k8s_config import LIGHT_RUN_TAGS
 from bridge_dagster.reducer import event_days
 from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
 from bridge_dagster.reducer.assets import WORKFLOW_EVENTS
@@ -19,10 +20,12 @@ REDUCER_ASSETS = (*HOURLY_TABLE_NAMES, "reducer_bridge_state")
 # Landing and aggregation runs are small and keep the reducer fresh: the run queue
 # takes them before stamp_workflow batches.
 PRIORITY = {"dagster/priority": "10"}
-LANDING_TAGS = {"bridge/kind": "landing", **PRIORITY}
-REDUCER_TAGS = {"bridge/kind": "reducer", **PRIORITY}
+LANDING_TAGS = {"bridge/kind": "landing", **PRIORITY, **LIGHT_RUN_TAGS}
+REDUCER_TAGS = {"bridge/kind": "reducer", **PRIORITY, **LIGHT_RUN_TAGS}
 # Event days made ahead of the clock, so landing seldom creates one.
 DAYS_AHEAD = 3
+# Hours linked from a landing run's page; a backlog spanning more is summed up in one line.
+LINKED_HOURS = 48
 
 
 @dg.op(
@@ -57,6 +60,13 @@ def land_events(
         )
     for code, count in sorted(result.rejected.items()):
         context.log.warning(f"{count} events dead-lettered to {kafka.workflow_topic}.dlq as {code}")
+    context.add_output_metadata(
+        {
+            "hours_touched": len(result.hours),
+            "events_landed": result.landed,
+            "touched partitions": touched_partitions(result.hours),
+        }
+    )
     context.instance.add_run_tags(
         context.run_id,
         {"bridge/landed": str(result.landed), "bridge/dead_lettered": str(result.dead_lettered)},
@@ -70,9 +80,29 @@ def land_events(
     )
 
 
+def touched_partitions(hours: dict[datetime, int]) -> dg.MetadataValue:
+    """Markdown links from the run's page to each `workflow_events` hour it landed into."""
+    if not hours:
+        return dg.MetadataValue.md("none: nothing new to land")
+    newest = sorted(hours.items(), reverse=True)
+    lines = [
+        f"- [{partition_key(hour)}](/assets/{WORKFLOW_EVENTS.to_user_string()}"
+        f"?view=partitions&partition={partition_key(hour)}): {events:,} events"
+        for hour, events in newest[:LINKED_HOURS]
+    ]
+    if len(newest) > LINKED_HOURS:
+        older = sum(events for _, events in newest[LINKED_HOURS:])
+        lines.append(f"- and {len(newest) - LINKED_HOURS} older hours: {older:,} events")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
 @dg.job(tags=LANDING_TAGS, executor_def=dg.in_process_executor)
 def land_workflow_events() -> None:
     """Land new workflow events into PostgreSQL table `workflow_events`, exactly once.
+
+    Also writes `landing_positions` (the next offset per partition, in the same transaction
+    as the rows), `reducer_landed_hours` (which hours are stale), `workflow_namespaces` and
+    `dead_letters`. The run's page links to every hour it touched.
 
     Started by `workflow_event_landing_sensor`; safe to launch by hand at any time (one
     landing runs at a time, it resumes where the database says, and rows are idempotent).
@@ -119,7 +149,8 @@ def maintain_event_days(
 
 @dg.job(tags={"bridge/kind": "maintenance"}, executor_def=dg.in_process_executor)
 def maintain_workflow_event_days() -> None:
-    """Keep workflow_events' day partitions: made ahead, dropped after retention."""
+    """Keep the day partitions of PostgreSQL table `workflow_events`: made ahead, dropped after
+    `WORKFLOW_EVENTS_RETENTION_DAYS` once aggregated; prunes `workflow_namespaces` alike."""
     maintain_event_days()
 
 
@@ -128,6 +159,8 @@ maintain_event_days_schedule = dg.ScheduleDefinition(
     job=maintain_workflow_event_days,
     cron_schedule="17 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At HH:17, make the coming days' `workflow_events` partitions and drop expired"
+    " ones.",
 )
 
 

@@ -27,10 +27,19 @@ class TopicMissing(RuntimeError):
 class KafkaResource(dg.ConfigurableResource):
     """Clients are made on first use and closed when the run or tick ends."""
 
-    bootstrap_servers: str
-    request_topic: str
-    workflow_topic: str
-    timeout_s: float = 10.0
+    bootstrap_servers: str = Field(
+        description="KAFKA_BOOTSTRAP_SERVERS: the broker list, host:port[,host:port…]"
+    )
+    request_topic: str = Field(
+        description="KAFKA_REQUEST_TOPIC: stamp requests are read from here; rejected ones go"
+        " to `<topic>.dlq`"
+    )
+    workflow_topic: str = Field(
+        description="KAFKA_WORKFLOW_TOPIC: workflow events are published here and landed from here"
+    )
+    timeout_s: float = Field(
+        default=10.0, description="Seconds to wait for the broker's answer before giving up"
+    )
     security_protocol: str = Field(default="plaintext", description="KAFKA_SECURITY_PROTOCOL")
     sasl_mechanism: str | None = Field(default=None, description="KAFKA_SASL_MECHANISM")
     sasl_username: str | None = Field(default=None, description="KAFKA_SASL_USERNAME")

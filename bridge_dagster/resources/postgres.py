@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine, create_engine
 
 from bridge_dagster.db.urls import postgres_url
@@ -12,16 +12,28 @@ from bridge_dagster.db.urls import postgres_url
 class PostgresResource(dg.ConfigurableResource):
     """The project's database. The password arrives through EnvVar and never shows in the UI."""
 
-    host: str
-    port: int = 5432
-    database: str = "omninode_bridge"
-    user: str = "postgres"
-    password: str
-    ssl_mode: str = "prefer"
-    pool_min_size: int = 2
-    pool_max_size: int = 10
-    query_timeout_s: int = 60
-    acquire_timeout_s: int = 15
+    host: str = Field(
+        description="POSTGRES_HOST: a host name, or the embedded server's socket directory"
+    )
+    port: int = Field(default=5432, description="POSTGRES_PORT")
+    database: str = Field(default="omninode_bridge", description="POSTGRES_DATABASE")
+    user: str = Field(default="postgres", description="POSTGRES_USER")
+    password: str = Field(
+        description="POSTGRES_PASSWORD (an EnvVar, so the UI shows its name, not its value)"
+    )
+    ssl_mode: str = Field(default="prefer", description="POSTGRES_SSL_MODE: libpq sslmode")
+    pool_min_size: int = Field(
+        default=2, description="POSTGRES_POOL_MIN_SIZE: connections kept open per run or tick"
+    )
+    pool_max_size: int = Field(
+        default=10, description="POSTGRES_POOL_MAX_SIZE: most connections per run or tick"
+    )
+    query_timeout_s: int = Field(
+        default=60, description="POSTGRES_QUERY_TIMEOUT: statement timeout, seconds"
+    )
+    acquire_timeout_s: int = Field(
+        default=15, description="POSTGRES_ACQUIRE_TIMEOUT: wait for a pooled connection, seconds"
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
 

@@ -35,3 +35,8 @@ class ReducerSettings(dg.ConfigurableResource):
         default=30,
         description="WORKFLOW_EVENTS_RETENTION_DAYS: whole days of workflow_events kept",
     )
+    # Applied by reducer_refresh_sensor; here so the UI shows it beside the rest.
+    reducer_concurrency: int = Field(
+        default=10,
+        description="REDUCER_CONCURRENCY: the most reducer_hourly runs queued or running at once",
+    )

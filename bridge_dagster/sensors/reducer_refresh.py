@@ -19,6 +19,7 @@ from bridge_dagster.reducer.jobs import REDUCER_TAGS
 from bridge_dagster.reducer.partitions import hour_of, partition_key
 from bridge_dagster.reducer.sql import query
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.sensors.frequency import tick_frequency
 from bridge_dagster.sensors.stamp_requests import IN_FLIGHT
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -40,9 +41,10 @@ def build_refresh_sensor(
         job=job,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Every {interval_s} s (AGGREGATION_WINDOW_SIZE_MS), asks {job.name} to"
-        " aggregate every hour that landing touched since it was last aggregated, late hours"
-        f" included; at most {concurrency} runs (REDUCER_CONCURRENCY) at once.",
+        description=f"Asks `{job.name}` to aggregate every hour that landing touched since it"
+        " was last aggregated, late hours included, contiguous hours in one run; at most"
+        f" {concurrency} runs (REDUCER_CONCURRENCY) queued or running. "
+        + tick_frequency(interval_s, "AGGREGATION_WINDOW_SIZE_MS"),
     )
     def reducer_refresh_sensor(
         context: dg.SensorEvaluationContext, postgres: PostgresResource

@@ -9,6 +9,7 @@ import dagster as dg
 
 from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
 from bridge_dagster.sensors.cursor import Cursor, CursorError, Plan, PlannedRun, plan_runs
+from bridge_dagster.sensors.frequency import tick_frequency
 
 REQUESTS_TAG = "bridge/requests"
 SOURCE_TAG = "bridge/source"
@@ -33,9 +34,10 @@ def build_stamp_request_sensor(
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Turns new offsets on the request topic into {job.name} runs of at most"
-            f" {max_requests_per_run} requests; pauses while {max_queue_size} requests are"
-            " queued or running."
+            f"Turns new offsets on the request topic (KAFKA_REQUEST_TOPIC) into `{job.name}`"
+            f" runs of at most {max_requests_per_run} requests (MAX_REQUESTS_PER_RUN); pauses"
+            f" while {max_queue_size} requests (MAX_WORKFLOW_QUEUE_SIZE) are queued or running. "
+            + tick_frequency(interval_s, "REQUEST_SENSOR_INTERVAL_S")
         ),
     )
     def stamp_request_sensor(
@@ -76,7 +78,8 @@ def build_stamp_request_sensor(
                 cursor=plan.cursor.to_json(),
             )
         context.log.info(
-            f"{plan.size} requests in {len(plan.runs)} runs; {plan.backlog} left for later ticks"
+            f"requested {len(plan.runs)} {job.name} runs for {plan.size} new requests on"
+            f" {kafka.request_topic}; {plan.backlog} wait for later ticks"
         )
         return dg.SensorResult(
             run_requests=[run_request(run, kafka.request_topic) for run in plan.runs],
@@ -127,7 +130,7 @@ def plan_warnings(plan: Plan, topic: str) -> list[str]:
         for r in plan.resets
     ]
     warnings += [
-        f"{topic}[{lost.partition}]: {lost.count} requests (offsets {lost.cursor}-{lost.low - 1})"
+        f"{topic}[{lost.partition}]: {lost.count} requests (offsets [{lost.cursor}, {lost.low}))"
         " were deleted by retention before they were read; raise the topic's retention.ms or"
         " ORCHESTRATOR_CONCURRENCY if this repeats"
         for lost in plan.lost

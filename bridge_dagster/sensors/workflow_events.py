@@ -9,6 +9,7 @@ import dagster as dg
 from bridge_dagster.reducer.sql import query
 from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.sensors.frequency import tick_frequency
 from bridge_dagster.sensors.stamp_requests import IN_FLIGHT
 
 LAG_TAG = "bridge/lag"
@@ -20,9 +21,9 @@ def build_landing_sensor(job: dg.JobDefinition, *, interval_s: int) -> dg.Sensor
         job=job,
         minimum_interval_seconds=interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Every {interval_s} s (AGGREGATION_WINDOW_SIZE_MS), starts a {job.name}"
-        " run when the workflow topic holds events not yet landed and no landing is queued or"
-        " running.",
+        description=f"Starts a `{job.name}` run when the workflow topic (KAFKA_WORKFLOW_TOPIC)"
+        " holds events not yet landed in `workflow_events` and no landing is queued or running. "
+        + tick_frequency(interval_s, "AGGREGATION_WINDOW_SIZE_MS"),
     )
     def workflow_event_landing_sensor(
         context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
@@ -41,6 +42,9 @@ def build_landing_sensor(job: dg.JobDefinition, *, interval_s: int) -> dg.Sensor
         waiting = sum(lag.values())
         if not waiting:
             return dg.SkipReason(f"no new events on {kafka.workflow_topic}; landing is caught up")
+        context.log.info(
+            f"{waiting} events on {kafka.workflow_topic} are not landed yet: starting {job.name}"
+        )
         return dg.RunRequest(tags={LAG_TAG: str(waiting)})
 
     return workflow_event_landing_sensor

@@ -286,7 +286,7 @@ def test_requests_deleted_by_retention_are_skipped_and_reported(
 
     assert offsets_requested(result) == [(0, 3), (0, 4)]
     assert (
-        f"{topics.requests}[0]: 2 requests (offsets 1-2) were deleted by retention"
+        f"{topics.requests}[0]: 2 requests (offsets [1, 3)) were deleted by retention"
         in capsys.readouterr().err
     )
 
