@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
@@ -35,12 +34,13 @@ from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import spawn, stop
-from bridge_dagster.devstack.stack import INSTANCE_CONFIG
+from bridge_dagster.devstack.stack import instance_config
 from bridge_dagster.events.demo import demo_requests
 from bridge_dagster.events.requests import build_request
 from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
+from bridge_dagster.settings import load_settings
 from bridge_dagster.stamping import stamp_content
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,7 +291,6 @@ def _daemon_env(
 ) -> dict[str, str]:
     home = data / "dagster_home"
     home.mkdir()
-    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "KAFKA_"))}
     env.update(address.env())
     env.update(
@@ -308,6 +307,7 @@ def _daemon_env(
             "BRIDGE_ALLOWED_ROOTS": str(ROOT),
         }
     )
+    (home / "dagster.yaml").write_text(instance_config(load_settings(env)))
     return env
 
 

@@ -38,7 +38,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -61,7 +60,7 @@ from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import spawn, stop, tail
-from bridge_dagster.devstack.stack import INSTANCE_CONFIG
+from bridge_dagster.devstack.stack import instance_config
 from bridge_dagster.events import synthetic
 from bridge_dagster.events.demo import DemoRequest, demo_requests
 from bridge_dagster.events.envelope import EventEnvelope, encode
@@ -72,7 +71,7 @@ from bridge_dagster.reducer import aggregate, event_days, landing
 from bridge_dagster.reducer.landing import COPY_COLUMNS, LandingConfig, LandingResult, land
 from bridge_dagster.reducer.sql import query
 from bridge_dagster.resources.kafka import RECEIVE_MAX_BYTES
-from bridge_dagster.settings import VARIABLES
+from bridge_dagster.settings import VARIABLES, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 3
@@ -751,7 +750,6 @@ def _daemon_env(
 ) -> dict[str, str]:
     home = data / "dagster_home"
     home.mkdir()
-    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     # None of the caller's project settings leak in: the daemon runs with exactly these.
     ours = {v.name for v in VARIABLES}
     env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("DAGSTER_")}
@@ -778,6 +776,7 @@ def _daemon_env(
     )
     if args.reducer_concurrency is not None:
         env["REDUCER_CONCURRENCY"] = str(args.reducer_concurrency)
+    (home / "dagster.yaml").write_text(instance_config(load_settings(env)))
     return env
 
 

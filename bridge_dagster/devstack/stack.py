@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 
 from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.files import write_private
@@ -54,7 +54,7 @@ def run_dev_stack(options: DevOptions, say: Callable[[str], None]) -> int:
         # `backfill` finds the UI through DAGSTER_WEBSERVER_URL, whatever --ui-port was.
         env["DAGSTER_WEBSERVER_URL"] = f"http://127.0.0.1:{options.ui_port}"
         _publish_connection(options.data_dir, env, stack)
-        env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir))
+        env["DAGSTER_HOME"] = str(_dagster_home(options.data_dir, effective))
         env.update(dagster_instance_env(effective))
         dagster = _start_dagster(env, effective.log_level, options, stack, say)
         return _wait_for_stop(dagster, options, say)
@@ -190,10 +190,31 @@ def dagster_instance_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _dagster_home(data_dir: Path) -> Path:
+def instance_config(settings: Settings) -> str:
+    """INSTANCE_CONFIG with the run queue's per-kind limits, which Dagster reads only as
+    literal numbers: stamp_workflow batches take at most ORCHESTRATOR_CONCURRENCY slots, and
+    slots beyond those stay free for one landing, REDUCER_CONCURRENCY aggregations and one
+    maintenance run. Without them a busy orchestrator holds every slot and the reducer waits
+    behind its batches, minutes at 100 workflows/s."""
+    config = yaml.safe_load(INSTANCE_CONFIG.read_text())
+    limits = {
+        "stamping": settings.orchestrator_concurrency,
+        "landing": 1,
+        "reducer": settings.reducer_concurrency,
+    }
+    queue = config["run_coordinator"]["config"]
+    queue["max_concurrent_runs"] = sum(limits.values()) + 1
+    queue["tag_concurrency_limits"] = [
+        {"key": "bridge/kind", "value": kind, "limit": limit} for kind, limit in limits.items()
+    ]
+    header = "# Written by bridge-dagster from bridge_dagster/devstack/dagster.yaml; edit that.\n"
+    return header + yaml.safe_dump(config, sort_keys=False)
+
+
+def _dagster_home(data_dir: Path, settings: Settings) -> Path:
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(instance_config(settings))
     return home
 
 
