@@ -48,6 +48,11 @@ RUN groupadd --system --gid 10001 bridge \
        --shell /usr/sbin/nologin bridge \
     && mkdir -p /opt/dagster/dagster_home/storage \
     && chown -R bridge:bridge /opt/dagster
+# `bridge-dagster backup` / `restore` need pg_dump / pg_restore of the server's major version:
+# PostgreSQL 15 in docker-compose.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15=15.* \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build --chown=bridge:bridge /app /app
 COPY --chown=bridge:bridge deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/dagster_home/
 WORKDIR /app

@@ -7,6 +7,7 @@ wrong and how to fix it. The table in the README is generated from `VARIABLES`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,6 +182,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EVENT_SIGNING_KEY", None, "when set, events carry an HMAC-SHA256 x-signature header"),
     Variable("LOG_LEVEL", "info", ", ".join(LOG_LEVELS)),
     Variable("ENVIRONMENT", "dev", "written into every event envelope"),
+    Variable(
+        "STAMP_WORKFLOW_K8S_CPU",
+        "1",
+        "CPU a stamp_workflow run pod requests under K8sRunLauncher (Kubernetes quantity)",
+    ),
+    Variable(
+        "STAMP_WORKFLOW_K8S_MEMORY",
+        "2Gi",
+        "memory a stamp_workflow run pod requests and is limited to under K8sRunLauncher",
+    ),
 )
 
 _DEFAULTS = {v.name: v.default for v in VARIABLES}
@@ -274,6 +285,8 @@ class Settings:
     event_signing_key: str | None
     log_level: str
     environment: str
+    stamp_workflow_k8s_cpu: str
+    stamp_workflow_k8s_memory: str
 
 
 def read_env_file(path: Path = Path(".env")) -> None:
@@ -353,6 +366,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         event_signing_key=get.optional("EVENT_SIGNING_KEY"),
         log_level=get.choice("LOG_LEVEL", LOG_LEVELS),
         environment=get.text("ENVIRONMENT"),
+        stamp_workflow_k8s_cpu=get.parsed(
+            "STAMP_WORKFLOW_K8S_CPU", _cpu_quantity, "is not a CPU quantity like 1, 0.5 or 500m"
+        ),
+        stamp_workflow_k8s_memory=get.parsed(
+            "STAMP_WORKFLOW_K8S_MEMORY",
+            _memory_quantity,
+            "is not a memory quantity like 2Gi or 512Mi",
+        ),
     )
     _check_queue_holds_a_run(settings)
     _check_landing_run_holds_a_batch(settings)
@@ -491,6 +512,18 @@ def _database(value: str) -> str:
 def _topic(value: str) -> str:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
     if not value or len(value) > 249 or not set(value) <= allowed or value in (".", ".."):
+        raise ValueError(value)
+    return value
+
+
+def _cpu_quantity(value: str) -> str:
+    if not re.fullmatch(r"(\d+(\.\d+)?|\d+m)", value):
+        raise ValueError(value)
+    return value
+
+
+def _memory_quantity(value: str) -> str:
+    if not re.fullmatch(r"\d+(Ki|Mi|Gi|Ti|k|M|G|T)?", value):
         raise ValueError(value)
     return value
 
