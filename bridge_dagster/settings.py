@@ -293,14 +293,13 @@ def read_env_file(path: Path = Path(".env")) -> None:
     """Put `path`'s variables (the guide's `cp .env.example .env`) into os.environ.
 
     A variable already in the environment keeps its value, so a one-off
-    `NAME=value bridge-dagster …` beats the file. The default is the `.env` of the directory
-    the command runs in, where `dagster dev` looks for one too.
+    `NAME=value bridge-dagster …` beats the file. One the file leaves empty (`API_KEY=`) stays
+    unset, which is what `.env.example`'s empty entries mean. The default is the `.env` of
+    the directory the command runs in, where `dagster dev` looks for one too.
     """
     if path.is_file():
         values = dotenv_values(path)
-        os.environ.update(
-            {k: v for k, v in values.items() if v is not None and k not in os.environ}
-        )
+        os.environ.update({k: v for k, v in values.items() if v and k not in os.environ})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

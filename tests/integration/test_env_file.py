@@ -52,6 +52,18 @@ def test_the_dev_stack_refuses_a_bad_env_file_before_starting_anything(tmp_path:
     assert not data_dir.exists()
 
 
+def test_an_empty_entry_in_env_file_stays_unset(tmp_path: Path) -> None:
+    # As in .env.example, whose `POSTGRES_PASSWORD=` waits to be filled in: left empty, the
+    # command goes on as if it were not there (here to the unreachable-broker error).
+    (tmp_path / ".env").write_text("POSTGRES_PASSWORD=\nKAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1\n")
+
+    result = bridge_dagster(tmp_path, clean_env(), "submit", "--content", "hello")
+
+    assert result.returncode == 1
+    assert "POSTGRES_PASSWORD" not in result.stderr
+    assert "cannot reach the Kafka broker at 127.0.0.1:1" in result.stderr
+
+
 @pytest.mark.integration
 def test_env_file_settings_take_effect_and_the_environment_wins(
     tmp_path: Path, kafka_bootstrap: str, topics: Topics
