@@ -148,3 +148,14 @@ def test_prometheus_scrapes_the_exporter_where_compose_serves_it(tmp_path: Path)
     assert job["static_configs"][0]["targets"] == ["exporter:9090"]
     exporter = rendered(tmp_path, FILLED)["services"]["exporter"]
     assert exporter["command"][-2:] == ["--port", "9090"]
+
+
+def test_the_workflow_calls_the_stacks_http_services_unless_the_env_file_empties_them(
+    tmp_path: Path,
+) -> None:
+    default = rendered(tmp_path, FILLED)["services"]["code-server"]["environment"]
+    assert default["METADATA_STAMPING_SERVICE_URL"] == "http://metadata-stamping:8053"
+    assert default["ONEXTREE_SERVICE_URL"] == "http://onextree:8058"
+    emptied = FILLED.replace("# ONEXTREE_SERVICE_URL=", "ONEXTREE_SERVICE_URL=")
+    in_process = rendered(tmp_path, emptied)["services"]["code-server"]["environment"]
+    assert in_process["ONEXTREE_SERVICE_URL"] == ""
