@@ -42,7 +42,7 @@ from bridge_dagster.settings import ConfigError, Settings, load_settings
 DEFAULT_REQUESTS = 500
 MIN_REQUESTS = 10
 MAX_REQUESTS = 100_000
-# One request in this many is broken on purpose; at least two, so both outcomes show.
+# One request in this many is broken on purpose; at least two, so both kinds show.
 FLAWED_ONE_IN = 50
 CLI = Path(sys.executable).parent / "bridge-dagster"
 STACK_LOG = "demo-stack.log"
@@ -133,6 +133,11 @@ SELECT count(*) AS finished,
            FILTER (WHERE state = 'completed') AS p95_s
 FROM workflow_executions WHERE workflow_id = ANY(:ids) AND state IN ('completed', 'failed')
 """
+COUNTS_SQL = """
+SELECT count(*) FILTER (WHERE state = 'completed') AS completed,
+       count(*) FILTER (WHERE state = 'failed') AS failed
+FROM workflow_executions WHERE workflow_id = ANY(:ids)
+"""
 FIRST_RUN_SQL = """
 SELECT run_id FROM workflow_executions
 WHERE workflow_id = ANY(:ids) AND state = 'completed' AND run_id IS NOT NULL
@@ -172,17 +177,18 @@ class Stack:
 
 @dataclass(frozen=True)
 class Load:
-    """The messages to send and which workflows must complete, fail or be dead-lettered."""
+    """The messages to send; which must complete, and the broken ones (all dead-lettered)."""
 
     messages: list[tuple[UUID, bytes]]
     completing: list[UUID]
     flawed: list[FlawedRequest]
 
     def failing(self) -> list[UUID]:
-        return [f.workflow_id for f in self.flawed if f.outcome == "failed"]
+        return [f.workflow_id for f in self.flawed if f.fails_workflow]
 
-    def dead_lettered(self) -> list[UUID]:
-        return [f.workflow_id for f in self.flawed if f.outcome == "dead_lettered"]
+    def finishing(self) -> list[UUID]:
+        """The workflows that end completed or failed: all but the unreadable requests."""
+        return [*self.completing, *self.failing()]
 
 
 @dataclass(frozen=True)
@@ -368,8 +374,8 @@ def _run(stack: Stack, count: int, timeout: float) -> None:
     load = _load(count, settings.environment)
     click.echo(
         f"\nSubmitting {count:,} requests to {settings.request_topic}: {len(load.completing):,}"
-        f" to complete, {len(load.failing())} to fail and {len(load.dead_lettered())} to be"
-        " dead-lettered, on purpose"
+        f" to complete and {len(load.flawed)} broken on purpose, to be dead-lettered"
+        f" ({len(load.failing())} of them as failed workflows)"
     )
     sent = _send(bootstrap, settings.request_topic, load.messages)
     click.echo(f"  sent in {sent.seconds:.1f} s")
@@ -379,9 +385,9 @@ def _run(stack: Stack, count: int, timeout: float) -> None:
     ):
         watch = Watch(stack, broker, time.monotonic() + timeout, timeout)
         hours = _wait(watch, engine, ui, load, sent, settings)
-        _check_outcomes(engine, load)
+        _check_outcomes(engine, load, sent)
         links = _links(stack.url, engine, ui, load, hours)
-        _print_summary(engine, load, hours, links)
+        _print_summary(engine, load, sent, hours, links)
     engine.dispose()
 
 
@@ -575,7 +581,7 @@ def _wait(
     watch: Watch, engine: Engine, ui: httpx.Client, load: Load, sent: Sent, settings: Settings
 ) -> list[datetime]:
     """Wait for each goal in turn; the hours the load touched."""
-    finishing = [*load.completing, *load.failing()]
+    finishing = load.finishing()
     sensor_page = _sensor_page(watch.stack.url)
     watch.until(
         Goal(
@@ -585,7 +591,7 @@ def _wait(
             f" {finishing[0]}` shows where one stands",
         )
     )
-    sources = [sent.sources[w] for w in load.dead_lettered()]
+    sources = [sent.sources[f.workflow_id] for f in load.flawed]
     watch.until(
         Goal(
             f"{_requests(len(sources))} broken on purpose to be dead-lettered",
@@ -690,8 +696,8 @@ def _check_statuses(ui: httpx.Client, asset: str, name: str) -> dict[str, set[st
     return statuses
 
 
-def _check_outcomes(engine: Engine, load: Load) -> None:
-    """Every request did what it was meant to: completed, or failed on purpose."""
+def _check_outcomes(engine: Engine, load: Load, sent: Sent) -> None:
+    """Every request did what it was meant to: completed, or failed and dead-lettered."""
     with engine.connect() as conn:
         unexpected = conn.execute(
             text(OUTCOMES_SQL + " HAVING state <> 'completed'"), {"ids": load.completing}
@@ -707,9 +713,12 @@ def _check_outcomes(engine: Engine, load: Load) -> None:
         )
     if wrongly is not None:
         raise DemoFailed(
-            f"{wrongly.workflows} requests for files outside the allowed roots ended"
-            f" {wrongly.state} instead of failed; `bridge-dagster status {wrongly.example}`"
+            f"{wrongly.workflows} requests broken on purpose ended {wrongly.state} instead of"
+            f" failed; `bridge-dagster status {wrongly.example}` shows one"
         )
+    regular = [sent.sources[w] for w in load.completing]
+    if (extra := _count(engine, DEAD_LETTERED_SQL, sources=regular)) != 0:
+        raise DemoFailed(f"{extra} requests that completed were dead-lettered as well")
 
 
 # --- the summary ---------------------------------------------------------------------------
@@ -751,21 +760,28 @@ def _links(
 
 
 def _print_summary(
-    engine: Engine, load: Load, hours: list[datetime], links: dict[str, str]
+    engine: Engine, load: Load, sent: Sent, hours: list[datetime], links: dict[str, str]
 ) -> None:
-    finishing = [*load.completing, *load.failing()]
     with engine.connect() as conn:
-        timings = conn.execute(text(TIMINGS_SQL), {"ids": finishing}).one()
+        counts = conn.execute(text(COUNTS_SQL), {"ids": load.finishing()}).one()
+        timings = conn.execute(text(TIMINGS_SQL), {"ids": load.finishing()}).one()
         namespaces = conn.execute(text(NAMESPACE_STATS_SQL), {"hours": hours}).all()
     span = (timings.last_finished - timings.first_requested).total_seconds()
-    flaws = sorted({f.flaw for f in load.flawed if f.outcome == "dead_lettered"})
+    sources = [sent.sources[w] for w, _ in load.messages]
+    dead_lettered = _count(engine, DEAD_LETTERED_SQL, sources=sources)
+    failed_flaws = ", ".join(dict.fromkeys(f.flaw for f in load.flawed if f.fails_workflow))
+    unreadable = len(load.flawed) - len(load.failing())
     click.echo("\nSummary")
     outcomes = [
-        ("completed", f"{len(load.completing):,}", ""),
-        ("failed", f"{len(load.failing()):,}", "on purpose: a file outside the allowed roots"),
-        ("dead-lettered", f"{len(load.dead_lettered()):,}", f"on purpose: {', '.join(flaws)}"),
+        ("completed", f"{counts.completed:,}", ""),
+        ("failed", f"{counts.failed:,}", f"on purpose: {failed_flaws}"),
+        (
+            "dead-lettered",
+            f"{dead_lettered:,}",
+            f"on purpose: the failed ones and {unreadable} not JSON, with no workflow id",
+        ),
     ]
-    _echo_table(("outcome", "workflows", ""), outcomes, "<><")
+    _echo_table(("outcome", "requests", ""), outcomes, "<><")
     click.echo(
         f"\nThroughput  {timings.finished / span:,.1f} workflows/s ({timings.finished:,} from the"
         f" first request to the last finish, {span:.1f} s)"
@@ -773,7 +789,10 @@ def _print_summary(
     click.echo(
         f"Latency     p50 {timings.p50_s:.1f} s, p95 {timings.p95_s:.1f} s (request to completed)"
     )
-    click.echo(f"\nreducer_namespace_hourly, {_hours(hours)} (all workflows in them):")
+    click.echo(
+        f"\nreducer_namespace_hourly for {_hours(hours)}, as the reducer aggregated it"
+        " (all workflows there, not only the demo's):"
+    )
     rows = [
         (
             r.namespace, f"{r.completed:,}", f"{r.failed:,}", f"{r.stamps:,}", _size(r.bytes),

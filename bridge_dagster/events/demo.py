@@ -5,8 +5,8 @@ The mix looks like real traffic: several namespaces and content types, sizes fro
 sent as base64 bytes. Every request carries its content inline with a file name beside
 it, so it needs no files on disk and works wherever the workflow runs.
 
-`flawed_requests` adds the requests a real producer gets wrong: some the request sensor
-refuses and dead-letters, some that parse but whose workflow fails.
+`flawed_requests` adds the requests a real producer gets wrong: one that is not JSON, and
+some that fail their workflow (a file outside the allowed roots, an invalid namespace).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from bridge_dagster.events.requests import StampType, build_request
@@ -114,28 +114,29 @@ def _demo_request(rng: random.Random, index: int, seed: int) -> DemoRequest:
     )
 
 
-Outcome = Literal["failed", "dead_lettered"]
-
-
 @dataclass(frozen=True)
 class FlawedRequest:
-    """A request message made to go wrong, and what the bridge must do with it."""
+    """A request message made to go wrong.
+
+    The bridge dead-letters every one; those whose workflow id it can read (fails_workflow)
+    also end as failed workflows.
+    """
 
     workflow_id: UUID
     value: bytes
-    outcome: Outcome
     flaw: str
+    fails_workflow: bool
 
 
 def flawed_requests(count: int, *, seed: int, environment: str) -> list[FlawedRequest]:
-    """`count` broken requests, cycling through the flaws so a small count has both outcomes."""
+    """`count` broken requests, cycling through the flaws; two already show both kinds."""
     rng = random.Random(seed ^ 0x5EED)
     flawed = []
     for index in range(count):
-        flaw, outcome, build = _FLAWS[index % len(_FLAWS)]
+        flaw, fails_workflow, build = _FLAWS[index % len(_FLAWS)]
         workflow_id = UUID(int=rng.getrandbits(128), version=4)
         value = build(workflow_id, environment, index)
-        flawed.append(FlawedRequest(workflow_id, value, outcome, flaw))
+        flawed.append(FlawedRequest(workflow_id, value, flaw, fails_workflow))
     return flawed
 
 
@@ -159,13 +160,13 @@ def _two_contents(workflow_id: UUID, environment: str, _index: int) -> bytes:
     return build_request(workflow_id, environment=environment, content="a", content_b64="YQ==")
 
 
-# flaw → (what is wrong, what the bridge does, message builder); the order puts one of each
-# outcome first.
-_FLAWS: tuple[tuple[str, Outcome, Callable[[UUID, str, int], bytes]], ...] = (
-    ("not JSON", "dead_lettered", _not_json),
-    ("file outside the allowed roots", "failed", _missing_file),
-    ("invalid namespace", "dead_lettered", _bad_namespace),
-    ("both content and content_b64", "dead_lettered", _two_contents),
+# (what is wrong, whether the bridge can read the workflow id, message builder); the order
+# puts one of each kind first.
+_FLAWS: tuple[tuple[str, bool, Callable[[UUID, str, int], bytes]], ...] = (
+    ("not JSON", False, _not_json),
+    ("a file outside the allowed roots", True, _missing_file),
+    ("an invalid namespace", True, _bad_namespace),
+    ("both content and content_b64", True, _two_contents),
 )
 
 

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 import yaml
 
-from bridge_dagster.events import build_request, parse_request
-from bridge_dagster.events.demo import NAMESPACES, DemoRequest, demo_requests
+from bridge_dagster.events import RequestRejected, build_request, parse_request
+from bridge_dagster.events.demo import NAMESPACES, DemoRequest, demo_requests, flawed_requests
 
 COUNT = 500
 
@@ -122,3 +122,21 @@ def test_every_request_is_accepted_by_parse_request(requests: list[DemoRequest])
         assert parsed.workflow_id == request.workflow_id
         assert parsed.namespace == request.namespace
         assert parsed.content_bytes() == text_of(request).encode()
+
+
+def _parse(raw: bytes) -> object:
+    return parse_request(raw, default_namespace="fallback", max_content_bytes=1024 * 1024)
+
+
+def test_of_the_flawed_requests_only_the_file_outside_the_roots_passes_parse_request() -> None:
+    for item in flawed_requests(8, seed=3, environment="test"):
+        if item.flaw == "a file outside the allowed roots":
+            assert _parse(item.value).workflow_id == item.workflow_id
+        else:
+            with pytest.raises(RequestRejected):
+                _parse(item.value)
+
+
+def test_two_flawed_requests_already_show_an_unreadable_one_and_a_failing_one() -> None:
+    flawed = flawed_requests(2, seed=9, environment="test")
+    assert sorted(f.fails_workflow for f in flawed) == [False, True]
