@@ -1,16 +1,18 @@
 """Reducer jobs: landing, the hourly asset job and its schedule, and event-day upkeep."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from pydantic import Field
 from sqlalchemy import text
 
 from bridge_dagster.k8s_config import LIGHT_RUN_TAGS
 from bridge_dagster.reducer import event_days
 from bridge_dagster.reducer.aggregate import HOURLY_TABLE_NAMES
 from bridge_dagster.reducer.assets import WORKFLOW_EVENTS
-from bridge_dagster.reducer.landing import LANDING_LOCK, LandingConfig, land
+from bridge_dagster.reducer.landing import LANDING_LOCK, LandingConfig, LandingResult, land
 from bridge_dagster.reducer.partitions import partition_key
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
@@ -28,17 +30,39 @@ DAYS_AHEAD = 3
 LINKED_HOURS = 48
 
 
+# How long a run the landing sensor starts keeps landing, a pass per window, and how many
+# passes that find nothing end it early. A run start-up costs seconds of CPU and queueing:
+# paying it once a minute rather than once a window keeps landing within a window of its
+# events under a steady stream, and an idle stream frees the run slot after two windows.
+SENSOR_LANDING_RUN_S = 60.0
+IDLE_PASSES = 2
+
+
+class LandingRunConfig(dg.Config):
+    keep_landing_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Keep landing for this many seconds, one pass every `every_s`, ending"
+        " early after two passes that find nothing; 0 lands once. The landing sensor asks for"
+        f" {SENSOR_LANDING_RUN_S:.0f}.",
+    )
+    every_s: float = Field(
+        default=5.0, gt=0.0, description="Seconds between passes (AGGREGATION_WINDOW_SIZE_MS)."
+    )
+
+
 @dg.op(
     description="Land the workflow topic's new events into workflow_events; record every hour"
     " it touched as a materialization of the hourly `workflow_events` asset.",
 )
 def land_events(
     context: dg.OpExecutionContext,
+    config: LandingRunConfig,
     postgres: PostgresResource,
     kafka: KafkaResource,
     reducer_settings: ReducerSettings,
 ) -> None:
-    config = LandingConfig(
+    landing = LandingConfig(
         topic=kafka.workflow_topic,
         batch_size=reducer_settings.batch_size,
         max_events=reducer_settings.max_events_per_run,
@@ -46,8 +70,34 @@ def land_events(
         signing_key=reducer_settings.signing_key,
         poll_timeout_s=kafka.timeout_s,
     )
+    deadline = time.monotonic() + config.keep_landing_s
+    total = LandingResult()
+    passes = idle = 0
     with kafka.consumer() as consumer:
-        result = land(postgres.engine(), consumer, kafka.producer(), config)
+        while True:
+            result = land(postgres.engine(), consumer, kafka.producer(), landing)
+            _report_pass(context, result, kafka.workflow_topic)
+            _add(total, result)
+            passes += 1
+            idle = idle + 1 if not result.read else 0
+            if idle >= IDLE_PASSES or time.monotonic() + config.every_s > deadline:
+                break
+            time.sleep(config.every_s)
+    context.add_output_metadata(
+        {
+            "passes": passes,
+            "hours_touched": len(total.hours),
+            "events_landed": total.landed,
+            "touched partitions": touched_partitions(total.hours),
+        }
+    )
+    context.instance.add_run_tags(
+        context.run_id,
+        {"bridge/landed": str(total.landed), "bridge/dead_lettered": str(total.dead_lettered)},
+    )
+
+
+def _report_pass(context: dg.OpExecutionContext, result: LandingResult, topic: str) -> None:
     for warning in result.warnings:
         context.log.warning(warning)
     for hour, events in sorted(result.hours.items()):
@@ -59,25 +109,23 @@ def land_events(
             )
         )
     for code, count in sorted(result.rejected.items()):
-        context.log.warning(f"{count} events dead-lettered to {kafka.workflow_topic}.dlq as {code}")
-    context.add_output_metadata(
-        {
-            "hours_touched": len(result.hours),
-            "events_landed": result.landed,
-            "touched partitions": touched_partitions(result.hours),
-        }
-    )
-    context.instance.add_run_tags(
-        context.run_id,
-        {"bridge/landed": str(result.landed), "bridge/dead_lettered": str(result.dead_lettered)},
-    )
-    context.log.info(
-        f"read {result.read} events: {result.landed} landed, {result.duplicates} already"
-        f" landed, {result.dead_lettered} dead-lettered, in {result.batches} transactions,"
-        f" {result.seconds:.1f} s ({result.events_per_s:,.0f} events/s); touched"
-        f" {len(result.hours)} hours; positions {dict(sorted(result.positions.items()))}"
-        " (next offset to land)"
-    )
+        context.log.warning(f"{count} events dead-lettered to {topic}.dlq as {code}")
+    if result.read or result.warnings:
+        context.log.info(
+            f"read {result.read} events: {result.landed} landed, {result.duplicates} already"
+            f" landed, {result.dead_lettered} dead-lettered, in {result.batches} transactions,"
+            f" {result.seconds:.1f} s ({result.events_per_s:,.0f} events/s); touched"
+            f" {len(result.hours)} hours; positions {dict(sorted(result.positions.items()))}"
+            " (next offset to land)"
+        )
+
+
+def _add(total: LandingResult, result: LandingResult) -> None:
+    total.read += result.read
+    total.landed += result.landed
+    total.duplicates += result.duplicates
+    total.dead_lettered += result.dead_lettered
+    total.hours.update(result.hours)
 
 
 def touched_partitions(hours: dict[datetime, int]) -> dg.MetadataValue:

@@ -1,11 +1,12 @@
 """`workflow_event_landing_sensor`: new events on the workflow topic start a landing run.
 
 The run reads its own starting offsets from PostgreSQL, so the request carries nothing but
-the lag seen; at most one landing run is queued or running at a time.
+the lag seen and how long to keep landing; at most one landing run is queued or running.
 """
 
 import dagster as dg
 
+from bridge_dagster.reducer.jobs import SENSOR_LANDING_RUN_S, LandingRunConfig
 from bridge_dagster.reducer.sql import query
 from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
 from bridge_dagster.resources.postgres import PostgresResource
@@ -45,7 +46,12 @@ def build_landing_sensor(job: dg.JobDefinition, *, interval_s: int) -> dg.Sensor
         context.log.info(
             f"{waiting} events on {kafka.workflow_topic} are not landed yet: starting {job.name}"
         )
-        return dg.RunRequest(tags={LAG_TAG: str(waiting)})
+        # The run keeps landing a pass per tick interval for a while: see SENSOR_LANDING_RUN_S.
+        config = LandingRunConfig(keep_landing_s=SENSOR_LANDING_RUN_S, every_s=interval_s)
+        return dg.RunRequest(
+            tags={LAG_TAG: str(waiting)},
+            run_config=dg.RunConfig(ops={"land_events": config}),
+        )
 
     return workflow_event_landing_sensor
 

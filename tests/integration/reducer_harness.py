@@ -160,7 +160,10 @@ def run_sensor_requests(
     job = defs.resolve_job_def(sensor.job_name)
     for request in requests:
         outcome = job.execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags
+            run_config=request.run_config,
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
         )
         assert outcome.success
     return requests

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +15,7 @@ from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events import synthetic
 from bridge_dagster.reducer.jobs import (
+    SENSOR_LANDING_RUN_S,
     build_reducer_job,
     build_reducer_schedule,
     maintain_workflow_event_days,
@@ -92,6 +95,53 @@ def test_the_landing_sensor_asks_for_a_run_when_events_wait(
     request = tick(defs, instance, "workflow_event_landing_sensor")
     assert isinstance(request, dg.RunRequest)
     assert request.tags["bridge/lag"] == str(sent)
+
+
+def test_the_landing_sensor_asks_its_run_to_keep_landing_a_pass_per_tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, kafka_bootstrap: str, topics: Topics
+) -> None:
+    send(kafka_bootstrap, topics, 3)
+    request = tick(defs, instance, "workflow_event_landing_sensor")
+    assert isinstance(request, dg.RunRequest)
+    # The harness's sensor ticks every second.
+    assert request.run_config["ops"]["land_events"]["config"] == {
+        "keep_landing_s": SENSOR_LANDING_RUN_S,
+        "every_s": 1.0,
+    }
+
+
+def test_a_landing_run_lands_what_arrives_while_it_runs_and_ends_when_idle(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    engine: Engine,
+    kafka_bootstrap: str,
+    topics: Topics,
+) -> None:
+    first = send(kafka_bootstrap, topics, 5)
+    job = defs.resolve_job_def("land_workflow_events")
+    config = {"ops": {"land_events": {"config": {"keep_landing_s": 60.0, "every_s": 0.5}}}}
+    outcome: list[dg.ExecuteInProcessResult] = []
+    started = time.monotonic()
+    runner = threading.Thread(
+        target=lambda: outcome.append(job.execute_in_process(run_config=config, instance=instance))
+    )
+    runner.start()
+    deadline = time.monotonic() + 30
+    while count(engine, "SELECT count(*) FROM workflow_events") < first:
+        assert time.monotonic() < deadline, "the run's first pass landed nothing"
+        time.sleep(0.2)
+    later = send(kafka_bootstrap, topics, 4, start=BASE_HOUR + timedelta(minutes=30))
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert outcome[0].success
+    assert count(engine, "SELECT count(*) FROM workflow_events") == first + later
+    # Two empty passes half a second apart ended it, long before its minute.
+    assert time.monotonic() - started < 30
+    metadata = next(
+        e.step_output_data.metadata for e in outcome[0].all_events if e.is_successful_output
+    )
+    assert metadata["passes"].value >= 3
+    assert metadata["events_landed"].value == first + later
 
 
 def test_the_landing_sensor_skips_once_landing_has_caught_up(
