@@ -31,6 +31,8 @@ Examples:
   bridge-dagster submit --content 'hello' submit one stamping request
   bridge-dagster submit --demo 200        submit 200 varied demo requests
   bridge-dagster status WORKFLOW_ID       show one workflow's state and stamp
+  bridge-dagster status --failed --since 1h
+                                          list the last hour's failed workflows, with reasons
   bridge-dagster backfill --from 2026-11-30-00:00 --to 2026-11-30-12:00 --wait
                                           re-aggregate those reducer hours via the daemon
   bridge-dagster backup                   pg_dump the database to bridge-<db>-<time>.dump
