@@ -6,6 +6,7 @@ nothing set; `dg launch` over a range of reducer hours against a migrated databa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,6 +87,9 @@ def test_dagster_dev_starts_from_the_repo_root_with_nothing_set() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group, so the webserver, daemon and code server it starts can all
+        # be killed should it not stop them.
+        start_new_session=True,
     )
     try:
         answered = wait_for_server_info(process, port, timeout_s=180)
@@ -95,8 +99,11 @@ def test_dagster_dev_starts_from_the_repo_root_with_nothing_set() -> None:
         try:
             _, stderr = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             _, stderr = process.communicate()
+        # Whatever of the group outlived dagster dev.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
     assert answered, f"no /server_info answer; dagster dev said:\n{stderr[-3000:]}"
     assert "DAGSTER_POSTGRES_URL" not in stderr
 
