@@ -42,7 +42,7 @@ workflow_executions = Table(
     Column("intelligence", JSONB),
     Column("request_offset", Text),
     Column("run_id", String(64)),
-    Column("duration_ms", Integer),
+    Column("duration_ms", BigInteger),
     Column("requested_at", DateTime(timezone=True)),
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),

@@ -168,7 +168,7 @@ def fail(conn: Connection, failures: dict[UUID, str]) -> dict[UUID, WorkflowStat
                 FOR UPDATE OF w)
             UPDATE workflow_executions w
             SET state = 'failed', error = old.reason, updated_at = now(), completed_at = now(),
-                duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
+                duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::bigint
             FROM old
             WHERE w.workflow_id = old.workflow_id AND old.before = ANY(CAST(:sources AS text[]))
             RETURNING w.workflow_id, old.before, old.reason
@@ -219,7 +219,7 @@ def complete(conn: Connection, completions: Sequence[Completion]) -> set[UUID]:
                 SET state = 'completed', file_hash = r.file_hash, stamp_id = r.stamp_id,
                     file_size = r.file_size, intelligence = r.intelligence,
                     steps_executed = r.steps, updated_at = now(), completed_at = now(),
-                    duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::int
+                    duration_ms = (EXTRACT(EPOCH FROM now() - w.created_at) * 1000)::bigint
                 FROM r
                 WHERE w.workflow_id = r.workflow_id AND w.state = ANY(CAST(:sources AS text[]))
                 RETURNING w.workflow_id),

@@ -130,3 +130,39 @@ def test_a_long_request_source_fits(engine: Engine) -> None:
             "run",
         )
     assert len(created) == 1
+
+
+def _created_days_ago(engine: Engine, state: str, days: int) -> UUID:
+    workflow_id = _workflow_in(engine, state)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE workflow_executions SET created_at = now() - make_interval(days => :d)"
+                " WHERE workflow_id = :w"
+            ),
+            {"w": workflow_id, "d": days},
+        )
+    return workflow_id
+
+
+def _duration_ms(engine: Engine, workflow_id: UUID) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT duration_ms FROM workflow_executions WHERE workflow_id = :w"),
+            {"w": workflow_id},
+        ).scalar_one()
+
+
+# A 32-bit millisecond count overflows after 24.8 days.
+def test_a_workflow_finishing_thirty_days_after_it_was_admitted_records_its_duration(
+    engine: Engine,
+) -> None:
+    completed = _created_days_ago(engine, "processing", 30)
+    failed = _created_days_ago(engine, "processing", 30)
+    with engine.begin() as conn:
+        store.complete(conn, [_completion(completed)])
+        store.fail(conn, {failed: "timeout: too slow"})
+
+    thirty_days_ms = 30 * 24 * 3600 * 1000
+    for workflow_id in (completed, failed):
+        assert thirty_days_ms <= _duration_ms(engine, workflow_id) < thirty_days_ms + 60_000
