@@ -6,8 +6,14 @@ every workflow is terminal. In the same run, on the same servers, a bare loop wi
 does the same consume → hash → stamp → write → publish work by calling the workflow steps
 directly, batch by batch. The ratio is Dagster's throughput over the bare loop's.
 
+Then, on the same idle daemon, the light load: one request a second (30; --quick 10), each
+timed from its send to its completed_at. light_latency_p50_s is what one user waits for one
+request: the request sensor's tick (Dagster's sensor loop runs every 5 s whatever a sensor's
+interval), the run queue, the run's process start and the run itself.
+
 Prints progress to stderr and one JSON object as the last line of stdout:
-  workflows, workflows_per_s, bare_workflows_per_s, ratio, latency_p50_s, latency_p95_s
+  workflows, workflows_per_s, bare_workflows_per_s, ratio, latency_p50_s, latency_p95_s,
+  light_latency_p50_s
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +75,17 @@ def main() -> None:
         default=2,
         help="ORCHESTRATOR_CONCURRENCY: runs in progress at once",
     )
+    parser.add_argument(
+        "--light",
+        type=int,
+        default=30,
+        help="requests of the light-load phase, one a second (default 30; --quick 10)",
+    )
     parser.add_argument("--quick", action="store_true", help="2,000 workflows")
     args = parser.parse_args()
     count = 2_000 if args.quick else args.workflows
+    if args.quick:
+        args.light = min(args.light, 10)
     per_run = min(args.per_run, max(count // 4, 1)) if args.quick else args.per_run
 
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp, ExitStack() as stack:
@@ -79,7 +94,10 @@ def main() -> None:
         requests = _requests(count)
         bare = _bare_loop(pg, bootstrap, requests, per_run)
         log(f"bare loop: {bare['workflows_per_s']:.0f} workflows/s")
-        daemon = _daemon_pass(pg, bootstrap, requests, data, stack, per_run, args.concurrency)
+        light = [(r.workflow_id, r.build_kwargs()) for r in demo_requests(args.light, seed=8)]
+        daemon = _daemon_pass(
+            pg, bootstrap, requests, data, stack, per_run, args.concurrency, light
+        )
         log(f"dagster: {daemon['workflows_per_s']:.0f} workflows/s")
 
     result = {
@@ -89,6 +107,9 @@ def main() -> None:
         "ratio": round(daemon["workflows_per_s"] / bare["workflows_per_s"], 3),
         "latency_p50_s": round(daemon["latency_p50_s"], 3),
         "latency_p95_s": round(daemon["latency_p95_s"], 3),
+        "light_requests": len(daemon["light_latencies_s"]),
+        "light_latency_p50_s": round(statistics.median(daemon["light_latencies_s"]), 3),
+        "light_latency_max_s": round(max(daemon["light_latencies_s"]), 3),
         "completed": daemon["completed"],
         "runs": daemon["runs"],
         "max_requests_per_run": per_run,
@@ -229,6 +250,7 @@ def _daemon_pass(
     stack: ExitStack,
     per_run: int,
     concurrency: int,
+    light_requests: list[tuple[uuid.UUID, dict[str, Any]]],
 ) -> dict[str, Any]:
     address = _fresh_database(pg, "dagster_pass")
     topics = _topics(bootstrap, "dagster")
@@ -249,19 +271,24 @@ def _daemon_pass(
     _wait_for_first_tick(engine, daemon, data / "daemon.log")
     started = _produce(bootstrap, topics["requests"], requests)
     _wait_until_terminal(engine, len(requests), daemon, data / "daemon.log")
+    light = _light_load(engine, bootstrap, topics["requests"], light_requests, daemon, data)
     with engine.connect() as conn:
         rows = conn.execute(
             text(
                 "SELECT EXTRACT(EPOCH FROM completed_at - requested_at) AS latency,"
                 " EXTRACT(EPOCH FROM completed_at) AS done FROM workflow_executions"
-            )
+                " WHERE NOT (workflow_id = ANY(CAST(:light AS uuid[])))"
+            ),
+            {"light": list(light)},
         ).all()
         spans = conn.execute(
             text(
                 "SELECT run_id, count(*) AS n, EXTRACT(EPOCH FROM min(created_at)) AS first,"
                 " EXTRACT(EPOCH FROM max(completed_at)) AS last FROM workflow_executions"
+                " WHERE NOT (workflow_id = ANY(CAST(:light AS uuid[])))"
                 " GROUP BY run_id ORDER BY first"
-            )
+            ),
+            {"light": list(light)},
         ).all()
     engine.dispose()
     for span in spans:
@@ -278,7 +305,76 @@ def _daemon_pass(
         "latency_p95_s": latencies[int(len(latencies) * 0.95) - 1],
         "completed": len(rows),
         "runs": runs,
+        "light_latencies_s": sorted(light.values()),
     }
+
+
+def _log_light_stages(engine: Engine, sent: dict[str, float]) -> None:
+    """Where a light-load request's time goes: send → its run created by the sensor tick →
+    the run's process started → completed_at (medians, from Dagster's run storage)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT w.workflow_id, r.create_timestamp, r.start_time,"
+                " EXTRACT(EPOCH FROM w.completed_at) AS done"
+                " FROM workflow_executions w JOIN runs r ON r.run_id = w.run_id"
+                " WHERE w.workflow_id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": list(sent)},
+        ).all()
+    stages = {"tick": [], "queue_and_start": [], "run": []}
+    for row in rows:
+        created = row.create_timestamp.replace(tzinfo=UTC).timestamp()
+        stages["tick"].append(created - sent[str(row.workflow_id)])
+        stages["queue_and_start"].append(row.start_time - created)
+        stages["run"].append(float(row.done) - row.start_time)
+    medians = {k: round(statistics.median(v), 2) for k, v in stages.items() if v}
+    log(f"  light load, median seconds per stage: {medians}")
+
+
+def _light_load(
+    engine: Engine,
+    bootstrap: str,
+    topic: str,
+    requests: list[tuple[uuid.UUID, dict[str, Any]]],
+    daemon: Any,
+    data: Path,
+) -> dict[str, float]:
+    """One request a second on the idle stack, each sent at once (no batching on the client):
+    seconds from its send to its workflow's completed_at, per workflow."""
+    log(f"light load: {len(requests)} requests, one a second")
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    sent: dict[str, float] = {}
+    for workflow_id, kwargs in requests:
+        value = build_request(workflow_id, environment="bench", **kwargs)
+        at = sent[str(workflow_id)] = time.time()
+        producer.produce(topic, value, str(workflow_id).encode())
+        producer.flush(10)
+        time.sleep(max(0.0, at + 1.0 - time.time()))
+    deadline = time.time() + 120
+    while True:
+        with engine.connect() as conn:
+            done = {
+                str(w): at
+                for w, at in conn.execute(
+                    text(
+                        "SELECT workflow_id, EXTRACT(EPOCH FROM completed_at)"
+                        " FROM workflow_executions"
+                        " WHERE workflow_id = ANY(CAST(:ids AS uuid[]))"
+                        " AND completed_at IS NOT NULL"
+                    ),
+                    {"ids": list(sent)},
+                )
+            }
+        if len(done) == len(sent):
+            _log_light_stages(engine, sent)
+            return {w: float(done[w]) - sent[w] for w in sent}
+        if time.time() > deadline or daemon.poll() is not None:
+            raise RuntimeError(
+                f"{len(sent) - len(done)} light-load workflows never completed; see"
+                f" {data / 'daemon.log'}"
+            )
+        time.sleep(0.5)
 
 
 def _daemon_env(
