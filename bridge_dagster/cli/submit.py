@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID, uuid5
 
+import blake3
 import click
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from sqlalchemy import Engine, create_engine, func, select
@@ -40,6 +41,9 @@ POLL_INTERVAL_S = 0.5
 # Ids per query while waiting: keeps each statement's parameter list small.
 IDS_PER_QUERY = 5_000
 TERMINAL_STATES = ("completed", "failed")
+# Fixed forever: a request's id derives from what it asks for, so sending the same request
+# again (after a partial failure, say) names the same workflow and the bridge skips it.
+REQUEST_ID_NAMESPACE = UUID("8c1f4e2a-3b5d-5e6f-9a0b-1c2d3e4f5a6b")
 
 T = TypeVar("T")
 
@@ -55,6 +59,7 @@ class Sent:
     epilog="""\b
 Examples:
   bridge-dagster submit --content 'hello, bridge'
+  bridge-dagster submit --content 'hello, bridge' --id 0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f
   bridge-dagster submit --file src/app.py --stamp-type rich --write-back
   bridge-dagster submit --path . --namespace team.alpha --wait
   bridge-dagster submit --demo 200 --wait --timeout 600
@@ -99,6 +104,14 @@ Examples:
 @click.option(
     "--write-back", is_flag=True, help="Write the stamped file back (--file and --path only)."
 )
+@click.option(
+    "--id",
+    "workflow_id",
+    type=click.UUID,
+    help="Workflow id of a single request (--content or --file). Default: derived from the"
+    " request (path, content and options), so the same request sent again is the same"
+    " workflow and is not stamped twice; give a new id to stamp it again.",
+)
 @click.option("--wait", is_flag=True, help="Wait until every workflow has completed or failed.")
 @click.option(
     "--timeout",
@@ -117,6 +130,7 @@ def submit(
     stamp_type: str | None,
     intelligence: bool | None,
     write_back: bool,
+    workflow_id: UUID | None,
     wait: bool,
     timeout: float,
 ) -> None:
@@ -133,6 +147,8 @@ def submit(
         )
     if write_back and file is None and directory is None:
         raise click.UsageError(f"--write-back applies to --file and --path, not {given[0]}")
+    if workflow_id is not None and content is None and file is None:
+        raise click.UsageError(f"--id applies to one request (--content, --file), not {given[0]}")
     if namespace is not None and not is_valid_namespace(namespace):
         raise click.BadParameter(
             f"{namespace!r} is not a namespace; use 1-255 letters, digits, '.', '_' or '-'",
@@ -146,13 +162,15 @@ def submit(
     if demo is not None:
         # A fresh seed each time: a repeated seed repeats the workflow ids, and the bridge
         # processes a workflow id once, so a second demo would do nothing.
-        total, fields = demo, _demo_fields(demo, seed=random.randrange(1 << 32))
+        total, fields = demo, _demo_fields(demo, overrides, seed=random.randrange(1 << 32))
     elif content is not None:
-        total, fields = 1, iter([(uuid4(), {"content": content})])
+        _check_content_size(content, settings.max_content_bytes)
+        request = {"content": content} | overrides
+        total, fields = 1, iter([(workflow_id or _derived_id(request), request)])
     else:
         paths = _paths(file, directory, settings)
-        total, fields = len(paths), _file_fields(paths, write_back)
-    sent = _send(settings, _messages(settings, fields, overrides), total)
+        total, fields = len(paths), _file_fields(paths, write_back, overrides, workflow_id)
+    sent = _send(settings, _messages(settings, fields), total)
     _report_sent(sent, settings.request_topic)
     if engine is not None:
         try:
@@ -210,16 +228,49 @@ def status(workflow_id: UUID | None, failed: bool, since: datetime | None, as_js
 # --- requests ------------------------------------------------------------------------------
 
 
-def _demo_fields(count: int, *, seed: int) -> Iterator[tuple[UUID, dict[str, Any]]]:
+def _demo_fields(
+    count: int, overrides: dict[str, Any], *, seed: int
+) -> Iterator[tuple[UUID, dict[str, Any]]]:
     for request in demo_requests(count, seed=seed):
-        yield request.workflow_id, request.build_kwargs()
+        yield request.workflow_id, request.build_kwargs() | overrides
 
 
-def _file_fields(paths: Sequence[Path], write_back: bool) -> Iterator[tuple[UUID, dict[str, Any]]]:
+def _file_fields(
+    paths: Sequence[Path], write_back: bool, overrides: dict[str, Any], workflow_id: UUID | None
+) -> Iterator[tuple[UUID, dict[str, Any]]]:
     for path in paths:
         content_type, _ = mimetypes.guess_type(path.name)
         fields = {"file_path": str(path), "content_type": content_type, "write_back": write_back}
-        yield uuid4(), fields
+        fields |= overrides
+        yield workflow_id or _derived_id(fields | {"file_blake3": _file_digest(path)}), fields
+
+
+def _derived_id(request: dict[str, Any]) -> UUID:
+    """The same id for the same request: its fields, and for a file the digest of its bytes,
+    so a file that changed since it was last sent is a new workflow."""
+    digest = blake3.blake3(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    return uuid5(REQUEST_ID_NAMESPACE, digest)
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return blake3.blake3(max_threads=1).update_mmap(path).hexdigest()
+    except OSError as exc:
+        raise click.ClickException(
+            f"{path} could not be read ({exc.strerror or exc}); check that it exists and that"
+            " you may read it"
+        ) from None
+
+
+def _check_content_size(content: str, limit: int) -> None:
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise click.UsageError(
+            f"--content is {size:,} bytes, over the {limit:,}-byte limit"
+            " (BRIDGE_MAX_CONTENT_BYTES of the running stack, which refuses larger content);"
+            " save it to a file under BRIDGE_ALLOWED_ROOTS and send it with --file, or raise"
+            " the limit in the stack's environment (BRIDGE_MAX_CONTENT_BYTES=… make run)"
+        )
 
 
 def _paths(file: Path | None, directory: Path | None, settings: Settings) -> list[Path]:
@@ -250,15 +301,10 @@ def _file_nodes(node: TreeNode) -> Iterator[TreeNode]:
 
 
 def _messages(
-    settings: Settings,
-    fields: Iterable[tuple[UUID, dict[str, Any]]],
-    overrides: dict[str, Any],
+    settings: Settings, fields: Iterable[tuple[UUID, dict[str, Any]]]
 ) -> Iterator[tuple[UUID, bytes]]:
     for workflow_id, request in fields:
-        value = build_request(
-            workflow_id, environment=settings.environment, **(request | overrides)
-        )
-        yield workflow_id, value
+        yield workflow_id, build_request(workflow_id, environment=settings.environment, **request)
 
 
 # --- Kafka ---------------------------------------------------------------------------------
@@ -270,12 +316,14 @@ def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int
     producer = _connected_producer(bootstrap, topic, settings.kafka_security)
     failures: list[KafkaError] = []
     workflow_ids: list[UUID] = []
-    total_bytes = 0
+    sizes: list[int] = []
     started = time.monotonic()
     with _progress(total, "submitting", "req") as bar:
 
-        def delivered(error: KafkaError | None, _message: Message) -> None:
+        def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None:
+                workflow_ids.append(UUID(message.key().decode()))
+                sizes.append(len(message.value()))
                 bar.update()
             else:
                 failures.append(error)
@@ -283,16 +331,32 @@ def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int
         for workflow_id, value in messages:
             if failures:
                 break  # the broker is refusing or gone: stop queueing more
-            _produce(producer, topic, str(workflow_id).encode(), value, delivered)
-            workflow_ids.append(workflow_id)
-            total_bytes += len(value)
-        undelivered = producer.flush(BROKER_TIMEOUT_S * 3)
-    if failures or undelivered:
-        reason = failures[0].str() if failures else f"{undelivered:,} still queued"
+            try:
+                _produce(producer, topic, str(workflow_id).encode(), value, delivered)
+            except KafkaException as exc:
+                failures.append(exc.args[0])  # refused before queueing: too large, say
+        producer.flush(BROKER_TIMEOUT_S * 3)
+    if failures or len(workflow_ids) < total:
         raise click.ClickException(
-            f"requests were not delivered to {topic!r} on {bootstrap} ({reason}); " + _broker_fix()
+            _undelivered(len(workflow_ids), total, failures, topic, bootstrap)
         )
-    return Sent(workflow_ids, total_bytes, time.monotonic() - started)
+    return Sent(workflow_ids, sum(sizes), time.monotonic() - started)
+
+
+def _undelivered(
+    delivered: int, total: int, failures: list[KafkaError], topic: str, bootstrap: str
+) -> str:
+    """What reached the topic, why the rest did not, and how to send the rest."""
+    reason = failures[0].str() if failures else "still queued when the broker stopped answering"
+    if failures and failures[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+        fix = "a request is larger than the broker's message limit; send large content with --file"
+    else:
+        fix = _broker_fix()
+    return (
+        f"{delivered:,} of {total:,} requests were delivered to {topic!r} on {bootstrap}; the"
+        f" rest were not ({reason}); {fix}. Then send the same command again: --content,"
+        " --file and --path requests keep their ids, so the delivered ones are not stamped twice"
+    )
 
 
 def _connected_producer(bootstrap: str, topic: str, security: KafkaSecurity) -> Producer:
@@ -458,13 +522,31 @@ def _wait_and_report(engine: Engine, sent: Sent, timeout: float) -> None:
             f" on, then look at one with `bridge-dagster status {next(iter(remaining))}`"
         )
     if failed:
+        reasons = _database_call(lambda: _errors(engine, failed))
+        for workflow_id in failed:
+            click.echo(
+                f"  failed  {workflow_id}  {reasons.get(workflow_id) or '(no reason recorded)'}"
+            )
         raise click.ClickException(
-            f"{_workflows(len(failed))} failed; see why with `bridge-dagster status {failed[0]}`"
+            f"{_workflows(len(failed))} failed, each named above with its reason; see one"
+            f" whole with `bridge-dagster status {failed[0]}`"
         )
 
 
 def _workflows(count: int) -> str:
     return f"{count:,} workflow" if count == 1 else f"{count:,} workflows"
+
+
+def _errors(engine: Engine, workflow_ids: Sequence[UUID]) -> dict[UUID, str | None]:
+    """The stored error (its code, then the reason) of each of `workflow_ids`."""
+    found: dict[UUID, str | None] = {}
+    w = workflow_executions
+    with engine.connect() as conn:
+        for start in range(0, len(workflow_ids), IDS_PER_QUERY):
+            chunk = workflow_ids[start : start + IDS_PER_QUERY]
+            query = select(w.c.workflow_id, w.c.error).where(w.c.workflow_id.in_(chunk))
+            found.update((row.workflow_id, row.error) for row in conn.execute(query))
+    return found
 
 
 def _terminal_states(engine: Engine, workflow_ids: Sequence[UUID]) -> dict[UUID, str]:

@@ -149,6 +149,83 @@ def test_submit_file_sends_its_path_for_the_workflow_to_read(
     assert "content" not in payload
 
 
+def test_the_same_content_submitted_twice_names_the_same_workflow(
+    broker_env: dict[str, str],
+) -> None:
+    first = run(broker_env, "submit", "--content", "hello, bridge")
+    again = run(broker_env, "submit", "--content", "hello, bridge")
+    other = run(broker_env, "submit", "--content", "hello, bridge", "--stamp-type", "rich")
+
+    assert first.exit_code == again.exit_code == other.exit_code == 0
+    assert first.stdout == again.stdout
+    assert other.stdout != first.stdout
+
+
+def test_submit_id_names_the_workflow(
+    broker_env: dict[str, str], kafka_bootstrap: str, topics: Topics
+) -> None:
+    chosen = "0b6e3f5c-8a1d-4c2e-9f7a-2d4b6c8e0a1f"
+
+    result = run(broker_env, "submit", "--content", "x", "--id", chosen)
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == chosen
+    [(key, payload)] = read_all(kafka_bootstrap, topics.requests)
+    assert key == payload["workflow_id"] == chosen
+
+
+def test_submit_id_with_many_requests_is_a_usage_error(broker_env: dict[str, str]) -> None:
+    result = run(broker_env, "submit", "--demo", "3", "--id", str(uuid.uuid4()))
+
+    assert result.exit_code == 2
+    assert "--id applies to one request" in result.output
+
+
+def test_resubmitting_a_directory_keeps_the_ids_of_unchanged_files(
+    broker_env: dict[str, str], kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    write("src/app.py", project_root)
+    changing = write("src/lib.py", project_root)
+    run(broker_env, "submit", "--path", str(project_root))
+    changing.write_text("print('changed')\n")
+
+    result = run(broker_env, "submit", "--path", str(project_root))
+
+    assert result.exit_code == 0, result.output
+    ids: dict[str, list[str]] = {}
+    for key, payload in read_all(kafka_bootstrap, topics.requests):
+        ids.setdefault(Path(payload["file_path"]).name, []).append(key)
+    assert len(set(ids["app.py"])) == 1
+    assert len(set(ids["lib.py"])) == 2
+
+
+def test_submit_content_over_the_size_limit_is_a_clear_error(
+    broker_env: dict[str, str], kafka_bootstrap: str, topics: Topics
+) -> None:
+    env = broker_env | {"BRIDGE_MAX_CONTENT_BYTES": "1000"}
+
+    result = run(env, "submit", "--content", "x" * 1001)
+
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "1,001 bytes, over the 1,000-byte limit" in result.output
+    assert "BRIDGE_MAX_CONTENT_BYTES" in result.output
+    assert "--file" in result.output
+    assert read_all(kafka_bootstrap, topics.requests) == []
+
+
+def test_submit_content_over_the_brokers_message_limit_is_a_clear_error(
+    broker_env: dict[str, str],
+) -> None:
+    result = run(broker_env, "submit", "--content", "x" * 2_000_000)
+
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert "0 of 1 requests were delivered" in result.output
+    assert "message limit" in result.output
+    assert "--file" in result.output
+
+
 def test_submit_file_outside_the_allowed_roots_is_refused_naming_the_variable(
     broker_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -274,6 +351,7 @@ def finishing_requests(
                             workflow_id=uuid.UUID(key),
                             namespace=payload.get("namespace", "omninode.bridge"),
                             state=state,
+                            error=f"stamp_rejected: reason of {key}" if state == "failed" else None,
                         )
                     )
                 done.add(key)
@@ -299,6 +377,19 @@ def test_submit_wait_reports_completed_and_failed_workflows(
     assert "workflows/s" in result.stdout
     assert result.exit_code == 1
     assert "bridge-dagster status" in result.output
+
+
+def test_submit_wait_names_every_failed_workflow_with_its_reason(
+    wait_env: dict[str, str], kafka_bootstrap: str, topics: Topics, pg_url: str
+) -> None:
+    with finishing_requests(kafka_bootstrap, topics.requests, pg_url, count=5, failing=2):
+        result = run(wait_env, "submit", "--demo", "5", "--wait", "--timeout", "60")
+
+    failed_lines = [line for line in result.stdout.splitlines() if "stamp_rejected" in line]
+    assert len(failed_lines) == 2
+    for line in failed_lines:
+        workflow_id = line.split()[1]
+        assert line.endswith(f"stamp_rejected: reason of {workflow_id}")
 
 
 def test_submit_wait_succeeds_when_every_workflow_completes(
