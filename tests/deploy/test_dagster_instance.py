@@ -11,6 +11,9 @@ from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import make_url
 
+from bridge_dagster.devstack.stack import instance_config
+from bridge_dagster.settings import load_settings
+
 REPO = Path(__file__).resolve().parents[2]
 ENV = {
     "POSTGRES_HOST": "postgres",
@@ -18,7 +21,6 @@ ENV = {
     "POSTGRES_DATABASE": "omninode_bridge",
     "POSTGRES_USER": "bridge",
     "POSTGRES_PASSWORD": "p@ss:w/rd%?",
-    "ORCHESTRATOR_CONCURRENCY": "7",
 }
 
 
@@ -54,10 +56,17 @@ def test_storage_url_carries_every_postgres_variable_and_any_password(
     assert (url.username, url.password) == ("bridge", "p@ss:w/rd%?")
 
 
-def test_run_queue_limit_is_orchestrator_concurrency(dagster_home: Path) -> None:
+def test_run_queue_slots_are_the_embedded_stacks_at_the_default_settings(
+    dagster_home: Path,
+) -> None:
+    # Dagster takes these limits only as numbers: they must stay what the dev stack writes
+    # for the default ORCHESTRATOR_CONCURRENCY and REDUCER_CONCURRENCY.
     coordinator = InstanceRef.from_dir(str(dagster_home)).run_coordinator
     assert coordinator is not None
-    assert coordinator.get_run_queue_config().max_concurrent_runs == 7
+    queue = coordinator.get_run_queue_config()
+    dev = yaml.safe_load(instance_config(load_settings({})))["run_coordinator"]["config"]
+    assert queue.max_concurrent_runs == dev["max_concurrent_runs"]
+    assert [dict(limit) for limit in queue.tag_concurrency_limits] == dev["tag_concurrency_limits"]
 
 
 def test_workspace_names_the_code_server_over_grpc() -> None:

@@ -12,6 +12,7 @@ from dagster_k8s.job import get_user_defined_k8s_config
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from bridge_dagster.devstack.stack import instance_config
 from bridge_dagster.k8s_config import k8s_resources_tag
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.reducer.jobs import LANDING_TAGS, REDUCER_TAGS, land_workflow_events
@@ -141,3 +142,10 @@ def test_stamp_workflow_pod_size_follows_its_variables() -> None:
 def test_a_pod_size_kubernetes_would_refuse_is_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}='{value}' is not a"):
         load_settings({name: value})
+
+
+def test_the_run_queue_keeps_the_embedded_stacks_slots_per_kind_of_run() -> None:
+    queue = OURS["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    dev = yaml.safe_load(instance_config(load_settings({})))["run_coordinator"]["config"]
+    assert queue["maxConcurrentRuns"] == dev["max_concurrent_runs"]
+    assert queue["tagConcurrencyLimits"] == dev["tag_concurrency_limits"]
