@@ -86,10 +86,13 @@ def _link(demo: DemoRun, pattern: str) -> str:
 
 
 def test_the_asset_graph_shows_the_reducer_assets(page: Page, demo: DemoRun) -> None:
+    page.set_viewport_size({"width": 1400, "height": 1150})  # the whole graph in the picture
     _open(page, demo, "/locations/bridge_dagster/asset-groups/reducer")
     for name in ("workflow_events", *HOURLY_TABLE_NAMES, "reducer_bridge_state"):
         expect(page.get_by_text(name, exact=True).first).to_be_attached()
     expect(page.get_by_text("reducer_namespace_hourly", exact=True).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ / \d+ Passed")).first).to_be_visible()
+    expect(page.get_by_text("Loading")).to_have_count(0)
     _shoot(page, "asset-graph")
 
 
@@ -104,7 +107,9 @@ def test_a_stamp_workflow_run_page_shows_its_completed_count(page: Page, demo: D
     _open(page, demo, _link(demo, r"runs/[0-9a-f-]{36}"))
     expect(page.get_by_text("stamp_workflow").first).to_be_visible()
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-    expect(page.get_by_text(re.compile(r"\d+ completed, \d+ failed")).first).to_be_attached()
+    counts = page.get_by_text(re.compile(r"\d+ completed, \d+ failed")).first
+    counts.scroll_into_view_if_needed()
+    expect(counts).to_be_visible()
     _shoot(page, "run")
 
 
