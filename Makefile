@@ -7,7 +7,7 @@ PYTHON ?= python3
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: install run test lint bench
+.PHONY: install run demo test lint bench
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -21,6 +21,9 @@ install: $(VENV)/.synced
 
 run: install
 	$(VENV)/bin/bridge-dagster dev
+
+demo: install
+	$(VENV)/bin/bridge-dagster demo
 
 lint: install
 	$(VENV)/bin/ruff check .
