@@ -96,6 +96,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "workflow_settings": WorkflowSettings(
             default_namespace=settings.default_namespace,
             max_content_bytes=settings.max_content_bytes,
+            max_run_content_bytes=settings.max_run_content_bytes,
             allowed_roots=allowed_roots,
             environment=settings.environment,
             signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),

@@ -163,6 +163,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ORCHESTRATOR_STEP_TIMEOUT_MS", "120000", "timeout of one call to a service"),
     Variable("BRIDGE_MAX_CONTENT_BYTES", str(100 * 1024 * 1024), "largest content stamped"),
     Variable(
+        "BRIDGE_MAX_RUN_CONTENT_BYTES",
+        str(256 * 1024 * 1024),
+        "file bytes one stamp_workflow run holds in memory between its steps; a file beyond"
+        " them is read again by each step and must be unchanged",
+    ),
+    Variable(
         "BRIDGE_ALLOWED_ROOTS",
         None,
         "os.pathsep-separated directories that file paths and tree roots must lie under;"
@@ -278,6 +284,7 @@ class Settings:
     workflow_timeout_ms: int
     step_timeout_ms: int
     max_content_bytes: int
+    max_run_content_bytes: int
     allowed_roots: tuple[Path, ...]
     api_key: str | None
     api_key_previous: tuple[str, ...]
@@ -356,6 +363,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         workflow_timeout_ms=get.positive("ORCHESTRATOR_WORKFLOW_TIMEOUT_MS"),
         step_timeout_ms=get.positive("ORCHESTRATOR_STEP_TIMEOUT_MS"),
         max_content_bytes=get.positive("BRIDGE_MAX_CONTENT_BYTES"),
+        max_run_content_bytes=get.positive("BRIDGE_MAX_RUN_CONTENT_BYTES"),
         allowed_roots=_allowed_roots(env.get("BRIDGE_ALLOWED_ROOTS")),
         api_key=get.optional("API_KEY"),
         api_key_previous=_previous_api_keys(get),

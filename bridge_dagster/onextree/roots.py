@@ -14,10 +14,16 @@ from bridge_dagster.onextree.errors import (
     RootNotFound,
 )
 
+# The stack checks every path again where it reads it, so the setting must reach the stack.
 ALLOWED_ROOTS_HINT = (
-    "set BRIDGE_ALLOWED_ROOTS to an os.pathsep-separated list of directories "
-    f"(separator {os.pathsep!r}) that includes it"
+    "set BRIDGE_ALLOWED_ROOTS in the environment of the running stack (the workflow checks"
+    " the path again where it reads it), for example `BRIDGE_ALLOWED_ROOTS=/srv/project make"
+    f" run`, to directories separated by {os.pathsep!r} that include it"
 )
+
+# `bridge-dagster dev` keeps this lock file in its data directory (database, broker segments,
+# generated password) for as long as that directory exists: nothing under it is ever read.
+DATA_DIR_MARKER = "dev.lock"
 
 # A directory holding one of these is taken as the top of a project.
 PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "package.json", "Cargo.toml", "go.mod")
@@ -70,9 +76,29 @@ def _locate(path: str | os.PathLike[str], allowed_roots: Sequence[Path]) -> tupl
         raise InvalidPath(f"{str(path)!r} is not a usable path ({exc}); pass a plain path") from exc
     for root in roots:
         if resolved.is_relative_to(root):
+            _refuse_data_dir(path, resolved, root)
             return resolved, root
     shown = ", ".join(str(root) for root in roots)
     raise RootNotAllowed(
         f"{str(path)!r} (real path {str(resolved)!r}) is outside the allowed roots [{shown}]; "
         f"{ALLOWED_ROOTS_HINT}"
     )
+
+
+def data_dir_holding(path: Path, root: Path) -> Path | None:
+    """The bridge's data directory that `path` (a real path under `root`) lies in, if any."""
+    for directory in (path, *path.parents):
+        if (directory / DATA_DIR_MARKER).is_file():
+            return directory
+        if directory == root:
+            return None
+    return None
+
+
+def _refuse_data_dir(path: str | os.PathLike[str], resolved: Path, root: Path) -> None:
+    data_dir = data_dir_holding(resolved, root)
+    if data_dir is not None:
+        raise RootNotAllowed(
+            f"{str(path)!r} lies in the bridge's data directory {str(data_dir)!r} (its database,"
+            " broker and generated secrets), which is never read, whatever the allowed roots"
+        )

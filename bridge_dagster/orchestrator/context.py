@@ -38,6 +38,7 @@ def workflow_context(
         run_id=context.run.root_run_id or context.run_id,
         default_namespace=settings.default_namespace,
         max_content_bytes=settings.max_content_bytes,
+        max_run_content_bytes=settings.max_run_content_bytes,
         allowed_roots=tuple(Path(r) for r in settings.allowed_roots),
         warn=context.log.warning,
     )

@@ -10,8 +10,6 @@ it over; every write is idempotent, so the retry neither loses nor duplicates a 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +31,15 @@ from bridge_dagster.events.requests import (
 )
 from bridge_dagster.events.topics import dead_letter_value
 from bridge_dagster.events.types import EventType
-from bridge_dagster.onextree import TreeError, resolve_allowed_file
+from bridge_dagster.onextree import TreeError
+from bridge_dagster.onextree.rooted_files import (
+    FileChanged,
+    FileTooLarge,
+    RootedFile,
+    read_rooted_file,
+    replace_rooted_file,
+    reread_rooted_file,
+)
 from bridge_dagster.orchestrator import store
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
 from bridge_dagster.orchestrator.fsm import (
@@ -46,6 +52,8 @@ from bridge_dagster.stamping import StampResult, canonical_hash
 
 # Fixed forever: stamp ids derive from workflow ids, so a re-run stamps with the same id.
 STAMP_ID_NAMESPACE = UUID("2d0f0c36-7c55-5f0e-a3f2-6a1e5c0b9d41")
+# BRIDGE_MAX_RUN_CONTENT_BYTES's default.
+DEFAULT_MAX_RUN_CONTENT_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,11 @@ class Workflow:
     request: StampRequest
     incoming: Incoming
     state: WorkflowState = WorkflowState.PENDING
-    # Inline content, from the message. A file is read by each step that needs it and
-    # dropped after, so a run's memory does not grow with its files' sizes.
+    # The bytes hashed and stamped: inline content, or a file's as read once at validation
+    # while the run's budget (BRIDGE_MAX_RUN_CONTENT_BYTES) has room; a file beyond it is
+    # re-read by each step and must still be the file first read.
     content: bytes | None = None
-    path: Path | None = None
+    file: RootedFile | None = None
     file_size: int = 0
     intelligence: dict[str, Any] | None = None
     file_hash: str | None = None
@@ -132,6 +141,7 @@ class Context:
     max_content_bytes: int
     allowed_roots: tuple[Path, ...]
     warn: Callable[[str], None]
+    max_run_content_bytes: int = DEFAULT_MAX_RUN_CONTENT_BYTES
 
 
 @dataclass
@@ -187,8 +197,9 @@ def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
 def start(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     """Load each workflow's content and move it pending → processing; return those moving on."""
     loaded, failures = [], []
+    budget = _ContentBudget(ctx.max_run_content_bytes)
     for w in workflows:
-        problem = _load_content(ctx, w)
+        problem = _load_content(ctx, w, budget)
         if problem is None:
             loaded.append(w)
         else:
@@ -237,7 +248,7 @@ def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     """Hash each workflow's canonical content; return those hashed."""
     hashed, failures = [], []
     for w in workflows:
-        content = _read(w, "hash")
+        content = _read(ctx, w, "hash")
         if isinstance(content, Failure):
             failures.append(content)
             continue
@@ -260,7 +271,7 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamp: Stamp) -> list
     stamped, failures = [], []
     now = datetime.now(UTC)
     for w in workflows:
-        content = _read(w, "stamp")
+        content = _read(ctx, w, "stamp")
         if isinstance(content, Failure):
             failures.append(content)
             continue
@@ -288,6 +299,8 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamp: Stamp) -> list
                 )
             )
             continue
+        if w.file is not None:
+            w.content = None  # hashed and stamped: the run need not hold it any longer
         if not w.request.write_back:
             # Only a write-back needs the stamped content; keep just the stamp.
             w.stamp = replace(w.stamp, content_parts=None)
@@ -312,11 +325,11 @@ def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     """Write back stamped files, store the stamps and complete the workflows."""
     written, failures = [], []
     for w in workflows:
-        problem = _write_back(ctx, w)
+        problem = _write_back(w)
         if problem is None:
             written.append(w)
         else:
-            failures.append(_failure(w, "write_back_failed", problem, step="record"))
+            failures.append(_failure(w, *problem, step="record"))
     with publishing(ctx) as conn:
         _fail(conn, ctx, failures)
         completed = store.complete(conn, [_completion(w) for w in written])
@@ -508,8 +521,21 @@ def _rejected_row(f: Failure) -> store.NewWorkflow:
 # --- content ---------------------------------------------------------------------------
 
 
-def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
-    """Take inline content, or check the file that later steps will read."""
+@dataclass
+class _ContentBudget:
+    """The file bytes a run may still hold in memory between its steps."""
+
+    left: int
+
+    def take(self, size: int) -> bool:
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+def _load_content(ctx: Context, w: Workflow, budget: _ContentBudget) -> tuple[str, str] | None:
+    """Take inline content, or read the file once: the bytes later steps hash and stamp."""
     inline = w.request.content_bytes()
     if inline is not None:
         w.content = inline
@@ -523,33 +549,33 @@ def _load_content(ctx: Context, w: Workflow) -> tuple[str, str] | None:
             " under BRIDGE_ALLOWED_ROOTS, or send the content inline",
         )
     try:
-        path = resolve_allowed_file(requested, ctx.allowed_roots)
-        size = path.stat().st_size
-    except TreeError as exc:
-        return "path_refused", str(exc)
-    except OSError as exc:
-        return _unreadable(requested, exc)
-    if size > ctx.max_content_bytes:
-        return (
-            "content_too_large",
-            f"{path} is {size} bytes, over the {ctx.max_content_bytes}-byte limit;"
-            " raise BRIDGE_MAX_CONTENT_BYTES to stamp it",
-        )
-    w.path = path
+        content, w.file = read_rooted_file(requested, ctx.allowed_roots, ctx.max_content_bytes)
+    except (FileChanged, FileTooLarge, TreeError, OSError) as exc:
+        return _file_problem(requested, exc)
+    if budget.take(len(content)):
+        w.content = content
     return None
 
 
-def _read(w: Workflow, step: str) -> bytes | Failure:
+def _read(ctx: Context, w: Workflow, step: str) -> bytes | Failure:
     if w.content is not None:
         return w.content
-    assert w.path is not None
+    assert w.file is not None
     try:
-        return w.path.read_bytes()
-    except OSError as exc:
-        return _failure(w, *_unreadable(str(w.path), exc), step=step)
+        return reread_rooted_file(w.file, ctx.max_content_bytes)
+    except (FileChanged, FileTooLarge, TreeError, OSError) as exc:
+        return _failure(w, *_file_problem(str(w.file.path), exc), step=step)
 
 
-def _unreadable(path: str, exc: OSError) -> tuple[str, str]:
+def _file_problem(path: str, exc: Exception) -> tuple[str, str]:
+    """The reason code and text for a file that cannot be taken as it was checked."""
+    if isinstance(exc, FileChanged):
+        return "file_changed", f"{exc}; send the request again once the file is settled"
+    if isinstance(exc, FileTooLarge):
+        return "content_too_large", str(exc)
+    if isinstance(exc, TreeError):
+        return "path_refused", str(exc)
+    assert isinstance(exc, OSError)
     return (
         "file_unreadable",
         f"{path} could not be read ({exc.strerror or exc});"
@@ -557,34 +583,22 @@ def _unreadable(path: str, exc: OSError) -> tuple[str, str]:
     )
 
 
-def _write_back(ctx: Context, w: Workflow) -> str | None:
+def _write_back(w: Workflow) -> tuple[str, str] | None:
     if not w.request.write_back:
         return None
-    assert w.stamp is not None
+    assert w.stamp is not None and w.file is not None
     if w.stamp.stamped_content is None:
-        return "the file is not UTF-8 text, so the stamp cannot be written into it"
+        return (
+            "write_back_failed",
+            "the file is not UTF-8 text, so the stamp cannot be written into it",
+        )
     try:
-        path = resolve_allowed_file(w.request.file_path, ctx.allowed_roots)
-        _replace_atomically(path, w.stamp.stamped_content.encode())
+        replace_rooted_file(w.file, w.stamp.stamped_content.encode())
+    except FileChanged as exc:
+        return "file_changed", str(exc)
     except (TreeError, OSError) as exc:
-        return f"could not write the stamped file: {exc}"
+        return "write_back_failed", f"could not write the stamped file: {exc}"
     return None
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    # Write beside the target and rename over it, so a reader sees the old or the new file,
-    # never half of one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".stamping")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- events and rows -------------------------------------------------------------------

@@ -17,6 +17,11 @@ class WorkflowSettings(dg.ConfigurableResource):
         description="BRIDGE_MAX_CONTENT_BYTES: larger content fails its workflow"
         " (content_too_large)",
     )
+    max_run_content_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        description="BRIDGE_MAX_RUN_CONTENT_BYTES: file bytes one run holds in memory between"
+        " its steps; a file beyond them is read again by each step and must be unchanged",
+    )
     allowed_roots: list[str] = Field(
         default_factory=list,
         description="BRIDGE_ALLOWED_ROOTS: the directories a request's file_path must lie under",
