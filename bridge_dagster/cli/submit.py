@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from bridge_dagster.onextree import (
     resolve_allowed_file,
     resolve_allowed_root,
 )
+from bridge_dagster.onextree.roots import DATA_DIR_MARKER
 from bridge_dagster.settings import ConfigError, KafkaSecurity, Settings, load_settings
 
 MAX_DEMO_REQUESTS = 1_000_000
@@ -78,7 +81,8 @@ Examples:
     "directory",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A directory under BRIDGE_ALLOWED_ROOTS: one request per file, skipping .git,"
-    " node_modules, virtualenvs, caches and build outputs.",
+    " node_modules, virtualenvs, caches, build outputs, the bridge's data directory and, in a"
+    " git work tree, what .gitignore ignores.",
 )
 @click.option(
     "--demo",
@@ -283,12 +287,44 @@ def _paths(file: Path | None, directory: Path | None, settings: Settings) -> lis
         paths = [root / node.path for node in _file_nodes(build_tree(root).root_node)]
     except TreeError as exc:
         raise click.ClickException(str(exc)) from None
+    paths = _not_ignored(root, _outside_data_dirs(paths))
     if not paths:
         raise click.ClickException(
             f"{str(directory)!r} holds no files outside the excluded directories (.git,"
-            " node_modules, virtualenvs, caches, build outputs); pass a directory with files"
+            " node_modules, virtualenvs, caches, build outputs, what .gitignore ignores, the"
+            " bridge's data directory); pass a directory with files"
         )
     return paths
+
+
+def _outside_data_dirs(paths: list[Path]) -> list[Path]:
+    """Drop the files of the bridge's data directories: its database, broker and secrets."""
+    data_dirs = {path.parent for path in paths if path.name == DATA_DIR_MARKER}
+    return [path for path in paths if data_dirs.isdisjoint(path.parents)]
+
+
+def _not_ignored(root: Path, paths: list[Path]) -> list[Path]:
+    """Drop what the repository's .gitignore ignores (tracked files stay); outside a git work
+    tree, or without git, there is nothing to ask and every path stays."""
+    try:
+        listed = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        return paths
+    kept = {root / name for name in os.fsdecode(listed).split("\0") if name}
+    return [path for path in paths if path in kept]
 
 
 def _file_nodes(node: TreeNode) -> Iterator[TreeNode]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -250,6 +251,36 @@ def test_submit_path_sends_one_request_per_file_except_excluded_directories(
     sent = {payload["file_path"] for _, payload in read_all(kafka_bootstrap, topics.requests)}
     assert sent == {str(path.resolve()) for path in kept}
     assert "Submitted 3 requests" in result.stdout
+
+
+def test_submit_path_in_a_git_work_tree_skips_what_gitignore_ignores(
+    broker_env: dict[str, str], kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    subprocess.run(["git", "init", "-q", str(project_root)], check=True)
+    gitignore = write(".gitignore", project_root, "/.data/\n*.log\nsecrets/\n")
+    kept = {gitignore} | {write(name, project_root) for name in ("src/app.py", "notes.md")}
+    for ignored in ("debug.log", "secrets/token.txt", ".data/postgres/postgres-password"):
+        write(ignored, project_root)
+
+    result = run(broker_env, "submit", "--path", str(project_root))
+
+    assert result.exit_code == 0, result.output
+    sent = {payload["file_path"] for _, payload in read_all(kafka_bootstrap, topics.requests)}
+    assert sent == {str(path.resolve()) for path in kept}
+
+
+def test_submit_path_outside_a_git_work_tree_skips_the_bridges_data_directory(
+    broker_env: dict[str, str], kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    kept = write("src/app.py", project_root)
+    for name in (".data/dev.lock", ".data/dev.env", ".data/postgres/postgres-password"):
+        write(name, project_root)
+
+    result = run(broker_env, "submit", "--path", str(project_root))
+
+    assert result.exit_code == 0, result.output
+    sent = [payload["file_path"] for _, payload in read_all(kafka_bootstrap, topics.requests)]
+    assert sent == [str(kept.resolve())]
 
 
 def test_submit_path_with_only_excluded_files_is_refused(
