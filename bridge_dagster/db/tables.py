@@ -121,8 +121,11 @@ dead_letters = Table(
     "dead_letters",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    # "<topic>/<partition>/<offset>" for Kafka messages, "inline/<run>/<index>" for Launchpad.
-    Column("source", String(512), nullable=False, unique=True),
+    # "<topic>/<partition>/<offset>" for Kafka messages, "inline/<digest>" for Launchpad.
+    Column("source", String(512), nullable=False, index=True),
+    # What makes it the same dead letter (migration 0006): the position, the broker's write
+    # time and a digest of the bytes, since a recreated topic reuses positions.
+    Column("letter_key", String(600), nullable=False, unique=True),
     Column("workflow_id", UUID(as_uuid=True)),
     Column("code", String(64), nullable=False),
     Column("reason", Text, nullable=False),
@@ -131,6 +134,8 @@ dead_letters = Table(
     # Landing's dead letters are an outbox: written with the batch, sent after its commit.
     Column("value", LargeBinary),
     Column("sent_at", DateTime(timezone=True)),
+    # Why the broker refused this one letter for good; the relay no longer offers it.
+    Column("send_error", Text),
 )
 
 # --- landing bookkeeping --------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from bridge_dagster.events.envelope import encode, event_id_for, make_event, sign
 from bridge_dagster.events.types import EventType
@@ -32,6 +33,14 @@ class Sink(Protocol):
     ) -> None: ...
 
     def flush(self) -> None: ...
+
+    def deliver(
+        self, topic: str, messages: Sequence[tuple[bytes, bytes]]
+    ) -> list[KafkaError | None]:
+        """Send (key, value) messages and wait: each one's error, or None once delivered."""
+        ...
+
+    def has_topic(self, topic: str) -> bool: ...
 
 
 class ProducerSink:
@@ -62,6 +71,41 @@ class ProducerSink:
         self.produced += 1
         if self.produced % 10000 == 0:
             self._producer.poll(0)
+
+    def deliver(
+        self, topic: str, messages: Sequence[tuple[bytes, bytes]]
+    ) -> list[KafkaError | None]:
+        # Each message's own outcome, apart from the events' errors that `flush` reports: a
+        # message the broker refuses must fail only itself.
+        timed_out = KafkaError(KafkaError._MSG_TIMED_OUT, "not delivered before the flush ended")
+        outcomes: list[KafkaError | None] = [timed_out] * len(messages)
+
+        def record(index: int) -> Callable[[KafkaError | None, Message], None]:
+            return lambda error, _message: outcomes.__setitem__(index, error)
+
+        for index, (key, value) in enumerate(messages):
+            while True:
+                try:
+                    self._producer.produce(topic, value, key, on_delivery=record(index))
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+                except KafkaException as exc:
+                    # Refused before it left, e.g. over message.max.bytes.
+                    outcomes[index] = exc.args[0]
+                    break
+        self._producer.flush(self._flush_timeout_s)
+        return outcomes
+
+    def has_topic(self, topic: str) -> bool:
+        # All topics, not this one: asking for a missing topic by name may create it.
+        try:
+            return topic in self._producer.list_topics(timeout=self._flush_timeout_s).topics
+        except KafkaException as exc:
+            raise DeliveryFailed(
+                f"the broker did not list its topics: {exc}; check KAFKA_BOOTSTRAP_SERVERS"
+                " and the broker, then re-execute the run (it is idempotent)"
+            ) from exc
 
     def flush(self) -> None:
         remaining = self._producer.flush(self._flush_timeout_s)

@@ -83,7 +83,7 @@ def load_requests(
     """Read the run's offset ranges from the request topic, or take the Launchpad requests."""
     started = time.perf_counter()
     incoming = [
-        workflow.inline_incoming(_inline_raw(r, index), index)
+        workflow.inline_incoming(_inline_raw(r, index), index, r.model_dump_json())
         for index, r in enumerate(config.requests)
     ]
     with kafka.consumer() as consumer:
@@ -114,6 +114,8 @@ def validate_requests(
 ) -> Batch:
     """Parse and admit each request (pending), then load its content (processing)."""
     started = time.perf_counter()
+    # Its dead letters must have somewhere to go, even on a broker that creates no topics.
+    kafka.ensure_topic(dlq_topic(kafka.request_topic), like=kafka.request_topic)
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         admission = workflow.admit(ctx, incoming)
         ready = workflow.start(ctx, admission.accepted)

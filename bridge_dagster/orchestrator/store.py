@@ -279,23 +279,74 @@ def _insert_transitions(
 
 
 def new_dead_letters(conn: Connection, letters: Sequence[dict[str, Any]]) -> set[str]:
-    """Record dead letters; return the sources not recorded before (those still to send)."""
+    """Store dead letters with their records, unsent; return the keys not stored before.
+
+    Each letter holds source, letter_key, workflow_id, code, reason, dlq_topic and value
+    (the record, base64, so that it rides in the JSON of the batch).
+    """
     if not letters:
         return set()
     created = conn.execute(
         text(
             """
-            INSERT INTO dead_letters (source, workflow_id, code, reason, dlq_topic)
-            SELECT r.source, r.workflow_id, r.code, r.reason, r.dlq_topic
+            INSERT INTO dead_letters
+                (source, letter_key, workflow_id, code, reason, dlq_topic, value)
+            SELECT r.source, r.letter_key, r.workflow_id, r.code, r.reason, r.dlq_topic,
+                   decode(r.value, 'base64')
             FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-                source text, workflow_id uuid, code text, reason text, dlq_topic text)
-            ON CONFLICT (source) DO NOTHING
-            RETURNING source
+                source text, letter_key text, workflow_id uuid, code text, reason text,
+                dlq_topic text, value text)
+            ON CONFLICT (letter_key) DO NOTHING
+            RETURNING letter_key
             """
         ),
         {"rows": _rows(letters)},
     ).scalars()
     return set(created)
+
+
+@dataclass(frozen=True)
+class UnsentLetter:
+    id: int
+    letter_key: str
+    value: bytes
+
+
+def unsent_dead_letters(conn: Connection, dlq_topic: str, limit: int) -> list[UnsentLetter]:
+    """Lock and return the oldest unsent letters of `dlq_topic` that no other relay holds.
+
+    SKIP LOCKED lets concurrent runs relay side by side without sending one letter twice.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT id, letter_key, value FROM dead_letters"
+            " WHERE dlq_topic = :dlq_topic AND sent_at IS NULL AND send_error IS NULL"
+            " AND value IS NOT NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+        ),
+        {"dlq_topic": dlq_topic, "limit": limit},
+    )
+    return [UnsentLetter(r.id, r.letter_key, bytes(r.value)) for r in rows]
+
+
+def mark_dead_letters_sent(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(
+            text("UPDATE dead_letters SET sent_at = now() WHERE id = ANY(:ids)"),
+            {"ids": list(ids)},
+        )
+
+
+def record_send_errors(conn: Connection, errors: dict[int, str]) -> None:
+    """Keep why the broker refused each letter for good; the relay offers them no more."""
+    if errors:
+        conn.execute(
+            text(
+                "UPDATE dead_letters d SET send_error = e.error"
+                " FROM unnest(CAST(:ids AS bigint[]), CAST(:errors AS text[])) AS e(id, error)"
+                " WHERE d.id = e.id"
+            ),
+            {"ids": list(errors), "errors": list(errors.values())},
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ it over; every write is idempotent, so the retry neither loses nor duplicates a 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,7 @@ from bridge_dagster.events.requests import (
     is_valid_namespace,
     parse_request,
 )
-from bridge_dagster.events.topics import dead_letter_value
+from bridge_dagster.events.topics import dead_letter_key, dead_letter_value
 from bridge_dagster.events.types import EventType
 from bridge_dagster.onextree import TreeError
 from bridge_dagster.onextree.rooted_files import (
@@ -40,7 +41,7 @@ from bridge_dagster.onextree.rooted_files import (
     replace_rooted_file,
     reread_rooted_file,
 )
-from bridge_dagster.orchestrator import store
+from bridge_dagster.orchestrator import dead_letter_outbox, store
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
 from bridge_dagster.orchestrator.fsm import (
     IllegalTransition,
@@ -65,11 +66,16 @@ class Incoming:
     topic: str
     partition: int
     offset: int
+    # Tells a re-read of this message from a new one at a reused offset (recreated topic).
+    letter_key: str
 
     @classmethod
     def from_message(cls, message: Message) -> Incoming:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        return cls(f"{topic}/{partition}/{offset}", message.value(), topic, partition, offset)
+        source, raw = f"{topic}/{partition}/{offset}", message.value()
+        _, written_at_ms = message.timestamp()
+        key = dead_letter_key(source, written_at_ms, raw)
+        return cls(source, raw, topic, partition, offset, key)
 
 
 @dataclass
@@ -184,7 +190,7 @@ def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
     fresh = sum(
         1
         for f in failures
-        if f.workflow_id is not None or f.incoming.source in outcome.dead_lettered
+        if f.workflow_id is not None or f.incoming.letter_key in outcome.dead_lettered
     )
     return Admission(
         accepted=accepted,
@@ -350,15 +356,23 @@ def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
 
 @contextmanager
 def publishing(ctx: Context) -> Iterator[Connection]:
-    """A transaction whose events are on the broker before it commits.
+    """A transaction whose events are on the broker before it commits, and whose dead
+    letters (stored in it) are sent after.
 
     Publishing first means a crash can never leave a committed state change without its
     events: either the transaction rolls back and a retry does the step again, or the
-    commit fails after publishing and the retry republishes the same event ids.
+    commit fails after publishing and the retry republishes the same event ids. The relay
+    after the commit also sends what an earlier step or run left unsent.
     """
     with ctx.engine.begin() as conn:
         yield conn
         ctx.sink.flush()
+    relayed = dead_letter_outbox.relay(ctx.engine, ctx.sink, ctx.dlq_topic)
+    for key, error in relayed.refused.items():
+        ctx.warn(
+            f"the broker refused the dead letter {key} for {ctx.dlq_topic} ({error}); it stays"
+            " in dead_letters with its send_error, and the batch goes on"
+        )
 
 
 def _warn_refused(ctx: Context, conn: Connection, ids: set[UUID], target: WorkflowState) -> None:
@@ -391,6 +405,8 @@ def _fail(conn: Connection, ctx: Context, failures: Sequence[Failure]) -> FailOu
         conn,
         {f.workflow_id: f"{f.code}: {f.reason}" for f in failures if f.workflow_id is not None},
     )
+    # Stored with the step's transaction and sent after its commit (`publishing`), so a
+    # rollback sends none and a retry finds them stored.
     fresh = store.new_dead_letters(conn, [_letter(ctx, f) for f in failures])
     for f in failures:
         if f.workflow_id in failed:
@@ -401,18 +417,6 @@ def _fail(conn: Connection, ctx: Context, failures: Sequence[Failure]) -> FailOu
                 f.workflow_id,
                 EventType.STAMP_WORKFLOW_FAILED,
                 {"code": f.code, "error": f.reason, "step": f.step, "namespace": f.namespace},
-            )
-        if f.incoming.source in fresh:
-            ctx.sink.produce(
-                ctx.dlq_topic,
-                _dlq_key(f),
-                dead_letter_value(
-                    f.incoming.raw,
-                    f"{f.code}: {f.reason}",
-                    topic=f.incoming.topic,
-                    partition=f.incoming.partition,
-                    offset=f.incoming.offset,
-                ),
             )
     return FailOutcome(set(failed), fresh)
 
@@ -629,17 +633,23 @@ def _failure(w: Workflow, code: str, reason: str, *, step: str) -> Failure:
 
 
 def _letter(ctx: Context, f: Failure) -> dict[str, Any]:
+    # Made once, when first stored: every later send of this letter is these bytes.
+    value = dead_letter_value(
+        f.incoming.raw,
+        f"{f.code}: {f.reason}",
+        topic=f.incoming.topic,
+        partition=f.incoming.partition,
+        offset=f.incoming.offset,
+    )
     return {
         "source": f.incoming.source,
+        "letter_key": f.incoming.letter_key,
         "workflow_id": f.workflow_id,
         "code": f.code,
         "reason": f.reason,
         "dlq_topic": ctx.dlq_topic,
+        "value": base64.b64encode(value).decode("ascii"),
     }
-
-
-def _dlq_key(f: Failure) -> bytes:
-    return str(f.workflow_id).encode() if f.workflow_id else f.incoming.source.encode()
 
 
 def _completion(w: Workflow) -> store.Completion:
@@ -682,7 +692,10 @@ def _summary(w: Workflow) -> dict[str, Any]:
     }
 
 
-def inline_incoming(raw: bytes, index: int) -> Incoming:
-    """An Incoming for a request given in run config; its source is its content's hash."""
-    digest = blake3.blake3(raw).hexdigest()[:32]
-    return Incoming(source=f"inline/{digest}", raw=raw, topic="inline", partition=-1, offset=index)
+def inline_incoming(raw: bytes, index: int, typed: str) -> Incoming:
+    """An Incoming for a request given in run config; its source is the hash of the request
+    as `typed`, not of `raw`, whose envelope carries the time it was built: a re-execution
+    of the run then finds its rejected requests already dead-lettered."""
+    digest = blake3.blake3(typed.encode()).hexdigest()[:32]
+    source = f"inline/{digest}"
+    return Incoming(source, raw, topic="inline", partition=-1, offset=index, letter_key=source)

@@ -40,9 +40,6 @@ from bridge_dagster.sensors.cursor import share_fairly
 LANDING_LOCK = 0x6272_6964_6765  # "bridge"
 # A second landing waits this long for the first (or the day upkeep) to finish.
 LOCK_WAIT_S = 120.0
-# A dead letter keeps at most this much of its original, so the record (base64 plus text,
-# about 2.4x) stays under a broker's default 1 MB message limit.
-MAX_DEAD_LETTER_ORIGINAL = 200_000
 # Workflows whose namespace a landing keeps in memory between batches (about 100 bytes each).
 MAX_REMEMBERED_WORKFLOWS = 200_000
 COPY_COLUMNS = (
@@ -337,19 +334,13 @@ def _signature(message: Message) -> bytes | None:
 def _letter(message: Message, rejected: Rejected, topic: str) -> dict[str, object]:
     raw = message.value()
     reason = rejected.reason
-    original = raw
-    if raw is not None and len(raw) > MAX_DEAD_LETTER_ORIGINAL:
-        original = raw[:MAX_DEAD_LETTER_ORIGINAL]
-        reason += (
-            f" (original_b64 holds the first {MAX_DEAD_LETTER_ORIGINAL} of {len(raw)} bytes;"
-            f" blake3 of the whole: {blake3.blake3(raw).hexdigest()})"
-        )
     digest = blake3.blake3(raw or b"").hexdigest()[:16]
     # The digest keeps a new bad message at a reused offset (recreated topic) from being
     # taken for one already dead-lettered.
     source = f"{topic}/{message.partition()}/{message.offset()}/{digest}"
+    # Bounded like the request side's: a long original keeps a prefix, its size and BLAKE3.
     value = dead_letter_value(
-        original, reason, topic=topic, partition=message.partition(), offset=message.offset()
+        raw, reason, topic=topic, partition=message.partition(), offset=message.offset()
     )
     return {"source": source, "code": str(rejected.code), "reason": reason, "value": value}
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import dagster as dg
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import Field, PrivateAttr
 
+from bridge_dagster.events.topics import PRODUCER_MESSAGE_MAX_BYTES
 from bridge_dagster.settings import KafkaSecurity
 
 # librdkafka's upper bound for receive.message.max.bytes.
@@ -78,6 +80,9 @@ class KafkaResource(dg.ConfigurableResource):
                         "batch.num.messages": 10000,
                         "compression.type": "lz4",
                         "queue.buffering.max.messages": 500000,
+                        # Said outright rather than left to librdkafka's default: below the
+                        # broker's max.message.bytes, and above every bounded dead letter.
+                        "message.max.bytes": PRODUCER_MESSAGE_MAX_BYTES,
                     }
                 )
             )
@@ -167,6 +172,25 @@ class KafkaResource(dg.ConfigurableResource):
             if messages and messages[-1].offset() >= end - 1:
                 consumer.unassign()
                 return messages
+
+    def ensure_topic(self, topic: str, *, like: str) -> None:
+        """Create `topic` with the partitions of `like` if it does not exist yet."""
+        admin = AdminClient(self.client_config({}))
+        try:
+            existing = admin.list_topics(timeout=self.timeout_s).topics
+            if topic in existing:
+                return
+            partitions = len(existing[like].partitions) if like in existing else 1
+            future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
+            future.result(timeout=self.timeout_s)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return
+            raise TopicMissing(
+                f"topic {topic!r} does not exist on {self.bootstrap_servers} and could not be"
+                f" created ({exc}); create it with the partitions of {like!r}, or grant this"
+                " client the right to create topics"
+            ) from exc
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._producer is not None:

@@ -91,8 +91,9 @@ def fill_workflow_tables(engine: Engine) -> None:
             )
         conn.execute(
             text(
-                "INSERT INTO dead_letters (source, code, reason, dlq_topic, value)"
-                " VALUES ('workflows:0:9', 'malformed', 'not JSON', 'workflows.dlq', :v)"
+                "INSERT INTO dead_letters (source, letter_key, code, reason, dlq_topic, value)"
+                " VALUES ('workflows:0:9', 'workflows:0:9/0f3a', 'malformed', 'not JSON',"
+                " 'workflows.dlq', :v)"
             ),
             {"v": b"\x00\xffraw"},
         )

@@ -109,6 +109,7 @@ def test_status_failed_counts_rejected_requests_that_named_no_workflow(
         conn.execute(
             insert(dead_letters).values(
                 source="requests/0/7",
+                letter_key="requests/0/7@1764547200000/0f3a",
                 code="bad_json",
                 reason="not JSON",
                 dlq_topic=dlq_topic(DEFAULT_REQUEST_TOPIC),

@@ -18,9 +18,9 @@ from sqlalchemy import Engine, create_engine, text
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events import synthetic
 from bridge_dagster.events.envelope import make_event
-from bridge_dagster.events.topics import parse_dead_letter
+from bridge_dagster.events.topics import MAX_DEAD_LETTER_ORIGINAL, parse_dead_letter
 from bridge_dagster.events.types import EventType
-from bridge_dagster.reducer.landing import LANDING_LOCK, MAX_DEAD_LETTER_ORIGINAL
+from bridge_dagster.reducer.landing import LANDING_LOCK
 from tests.conftest import Topics
 from tests.integration.reducer_harness import (
     BASE_HOUR,
