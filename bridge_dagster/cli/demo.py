@@ -619,11 +619,10 @@ def _wait(
             "is reducer_refresh_sensor running, and did a reducer_hourly run fail?",
         )
     )
-    checks = _checks(ui)
     watch.until(
         Goal(
             "the reducer's asset checks to pass in the runs that aggregated those hours",
-            lambda: _checks_progress(engine, ui, watch.stack.url, checks, hours),
+            lambda: _checks_progress(engine, ui, watch.stack.url, _checks(ui), hours),
             "see the Checks tab of the reducer assets in the UI",
         )
     )

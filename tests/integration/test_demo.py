@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -74,10 +75,10 @@ class DemoRun:
         return self.finish(timeout_s=90)
 
 
-def launch_demo(*args: str) -> DemoRun:
+def launch_demo(*args: str, ports: Ports | None = None) -> DemoRun:
     """`bridge-dagster demo` from a fresh project directory, on free ports, in its own session."""
     data_dir = _new_data_dir()
-    ports = Ports.free()
+    ports = ports or Ports.free()
     output_path = data_dir.parent / "demo-output.txt"
     with output_path.open("wb") as out:
         process = subprocess.Popen(
@@ -170,4 +171,24 @@ def test_killing_the_broker_midway_makes_the_demo_fail_naming_the_broker(
     assert "KAFKA_BOOTSTRAP_SERVERS" in output
     assert "Traceback" not in output
     assert "Stack: stopped" in output
+    assert _left_running(run) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_stack_that_cannot_start_fails_the_demo_at_once_with_dev_s_reason(
+    demo_runs: list[DemoRun],
+) -> None:
+    ports = Ports.free()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", ports.ui))
+        blocker.listen()
+        run = launch_demo("--requests", str(SMALL_LOAD), ports=ports)
+        demo_runs.append(run)
+        code = run.finish(timeout_s=60)
+    output = run.output()
+    assert code == 1, output
+    assert "Demo failed: `bridge-dagster dev` exited with code 1 before the stack was up" in output
+    assert f"port {run.ports.ui}" in output
+    assert "--ui-port" in output
+    assert "Traceback" not in output
     assert _left_running(run) == []

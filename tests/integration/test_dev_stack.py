@@ -363,6 +363,26 @@ def test_submitted_demo_requests_complete_through_the_daemon(stack: SharedStack)
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(400)
+def test_the_demo_uses_the_running_stack_and_leaves_it_running(stack: SharedStack) -> None:
+    result = subprocess.run(
+        [str(CLI), "demo", "--requests", "10", "--timeout", "240"],
+        cwd=stack.run.data_dir.parent,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
+    assert result.returncode == 0, result
+    assert "Stack: using the running `bridge-dagster dev`" in result.stdout
+    assert f"http://127.0.0.1:{stack.run.ports.ui}/runs/" in result.stdout
+    assert "Demo passed" in result.stdout
+    assert "Stack: stopp" not in result.stdout
+    assert stack.run.process.poll() is None
+    assert _ui_answers(stack.run.ports.ui)
+
+
+@pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_ctrl_c_stops_every_part_and_leaves_no_process_behind(
     launch: Callable[..., DevRun],
