@@ -56,7 +56,7 @@ def relay(engine: Engine, sink: Sink, dlq_topic: str) -> Relayed:
             if not checked_topic:
                 _require_topic(sink, dlq_topic)
                 checked_topic = True
-            outcomes = sink.deliver(dlq_topic, [(d.letter_key.encode(), d.value) for d in letters])
+            outcomes = _send(sink, dlq_topic, letters)
             sent = [d.id for d, error in zip(letters, outcomes, strict=True) if error is None]
             transient = [e for e in outcomes if e is not None and _is_transient(e)]
             refused = {
@@ -74,6 +74,21 @@ def relay(engine: Engine, sink: Sink, dlq_topic: str) -> Relayed:
                 f" ({transient[0].str()}); they stay stored and go out with the next relay:"
                 " check KAFKA_BOOTSTRAP_SERVERS and the broker, then re-execute the run"
             )
+
+
+def _send(sink: Sink, dlq_topic: str, letters: list[store.UnsentLetter]) -> list[KafkaError | None]:
+    """Each letter's outcome. A broker that checks its limit on a whole batch refuses the
+    batch's every letter for one too large, so refused letters are tried again one by one:
+    only the letter that does not fit is refused for good."""
+    outcomes = sink.deliver(dlq_topic, [(d.letter_key.encode(), d.value) for d in letters])
+    if len(letters) == 1:
+        return outcomes
+    for index, (letter, error) in enumerate(zip(letters, outcomes, strict=True)):
+        if error is not None and not _is_transient(error):
+            [outcomes[index]] = sink.deliver(
+                dlq_topic, [(letter.letter_key.encode(), letter.value)]
+            )
+    return outcomes
 
 
 def _is_transient(error: KafkaError) -> bool:

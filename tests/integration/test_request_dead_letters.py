@@ -1,6 +1,7 @@
 """Dead letters of the request side: bounded in size, and sent once per rejected message."""
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import blake3
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine, text
 
 from bridge_dagster.devstack.kafka import ensure_topics
@@ -150,6 +151,44 @@ def test_a_missing_dead_letter_topic_is_created_with_the_request_topics_partitio
     assert len(admin.list_topics(timeout=10).topics[topics.requests_dlq].partitions) == 3
     [(_, _, _, value)] = read_all(kafka_bootstrap, topics.requests_dlq)
     assert parse_dead_letter(value)["reason"].startswith("bad_json")
+
+
+def test_a_dead_letter_the_broker_refuses_fails_only_itself_and_the_run_goes_on(
+    pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
+) -> None:
+    # A topic whose limit is below one letter and above the other: random bytes, so that
+    # compression cannot bring the big letter under it.
+    _delete_topic(kafka_bootstrap, topics.requests_dlq)
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    small_limit = NewTopic(topics.requests_dlq, 3, config={"max.message.bytes": "4000"})
+    admin.create_topics([small_limit])[topics.requests_dlq].result(15)
+    big = b"\xff" + os.urandom(6000)
+    valid = uuid.uuid4()
+    _produce_to_partition_0(
+        kafka_bootstrap,
+        topics.requests,
+        [big, b"not json", build_request(valid, environment="test", content="fine\n")],
+    )
+
+    result = stamp_workflow.execute_in_process(
+        run_config=whole_topic_ranges(kafka_bootstrap, topics.requests),
+        resources=workflow_resources(
+            pg_address, kafka_bootstrap, topics.requests, topics.workflow, project_root
+        ),
+    )
+
+    assert result.success
+    [(_, _, _, value)] = read_all(kafka_bootstrap, topics.requests_dlq)
+    assert parse_dead_letter(value)["original"] == b"not json"
+    with engine_for(pg_address).connect() as conn:
+        refused = conn.execute(
+            text("SELECT send_error FROM dead_letters WHERE sent_at IS NULL")
+        ).scalars()
+        assert [error for error in refused if "too large" in error.lower()] != []
+        state = conn.execute(
+            text("SELECT state FROM workflow_executions WHERE workflow_id = :w"), {"w": valid}
+        )
+        assert state.scalar_one() == "completed"
 
 
 def test_without_its_dead_letter_topic_the_workflow_steps_name_it_and_keep_the_letter(
