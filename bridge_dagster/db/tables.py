@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -136,6 +137,26 @@ dead_letters = Table(
     Column("sent_at", DateTime(timezone=True)),
     # Why the broker refused this one letter for good; the relay no longer offers it.
     Column("send_error", Text),
+)
+
+# The request sensor's ledger (migration 0007): every range it handed out, open until the
+# admission that made its requests rows or dead letters.
+request_ranges = Table(
+    "request_ranges",
+    metadata,
+    # The run key the sensor planned the range under.
+    Column("range_key", String(600), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("ranges", JSONB, nullable=False),
+    Column("size", Integer, nullable=False),
+    # 1 when handed out; each re-request adds one.
+    Column("requested", Integer, nullable=False, server_default="1"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_reason", Text),
+    Index("ix_request_ranges_open", "topic", postgresql_where=text("closed_at IS NULL")),
 )
 
 # --- landing bookkeeping --------------------------------------------------------------

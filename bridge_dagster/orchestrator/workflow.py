@@ -41,7 +41,7 @@ from bridge_dagster.onextree.rooted_files import (
     replace_rooted_file,
     reread_rooted_file,
 )
-from bridge_dagster.orchestrator import dead_letter_outbox, store
+from bridge_dagster.orchestrator import dead_letter_outbox, range_ledger, store
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
 from bridge_dagster.orchestrator.fsm import (
     IllegalTransition,
@@ -158,8 +158,12 @@ class Admission:
     dead_lettered: int
 
 
-def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
-    """Parse, de-duplicate and create workflows (pending); reject the unparseable."""
+def admit(ctx: Context, incoming: Sequence[Incoming], range_key: str | None = None) -> Admission:
+    """Parse, de-duplicate and create workflows (pending); reject the unparseable.
+
+    `range_key` names the request sensor's ledger entry for these requests: it is closed in
+    the transaction that makes them rows or dead letters.
+    """
     parsed, failures = _parse_all(ctx, incoming)
     unique, duplicates = _first_of_each(parsed)
     # A bad message may name a workflow that a valid message (here or earlier) owns; only
@@ -184,6 +188,8 @@ def admit(ctx: Context, incoming: Sequence[Incoming]) -> Admission:
             f if f.workflow_id in created else replace(f, workflow_id=None) for f in failures
         ]
         outcome = _fail(conn, ctx, failures)
+        if range_key is not None:
+            range_ledger.close(conn, [range_key], "admitted")
     accepted = [w for w in unique if w.workflow_id in created] + resumed
     # A rejection seen before (its workflow already failed, or its dead letter already sent)
     # is a duplicate like any other re-read message.

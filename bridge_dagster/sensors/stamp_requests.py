@@ -6,10 +6,23 @@ A run carries offset ranges, never message bodies; its first op reads them from 
 from __future__ import annotations
 
 import dagster as dg
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from bridge_dagster.orchestrator import range_ledger
+from bridge_dagster.orchestrator.range_ledger import RANGE_TAG, REQUESTED_TAG
 from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
-from bridge_dagster.sensors.cursor import Cursor, CursorError, Plan, PlannedRun, plan_runs
+from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.sensors.cursor import (
+    MAX_RUNS_PER_TICK,
+    Cursor,
+    CursorError,
+    Plan,
+    PlannedRun,
+    plan_runs,
+)
 from bridge_dagster.sensors.frequency import tick_frequency
+from bridge_dagster.sensors.range_recovery import run_key_again, stalled
 
 REQUESTS_TAG = "bridge/requests"
 SOURCE_TAG = "bridge/source"
@@ -41,7 +54,7 @@ def build_stamp_request_sensor(
         ),
     )
     def stamp_request_sensor(
-        context: dg.SensorEvaluationContext, kafka: KafkaResource
+        context: dg.SensorEvaluationContext, kafka: KafkaResource, postgres: PostgresResource
     ) -> dg.SensorResult | dg.SkipReason:
         in_flight, runs = requests_in_flight(context.instance, job.name)
         if in_flight >= max_queue_size:
@@ -58,13 +71,29 @@ def build_stamp_request_sensor(
         if isinstance(watermarks, dg.SkipReason):
             return watermarks
 
-        plan = plan_runs(
-            cursor,
-            watermarks,
-            topic=kafka.request_topic,
-            max_per_run=max_requests_per_run,
-            budget=max_queue_size - in_flight,
-        )
+        try:
+            with postgres.engine().begin() as conn:
+                again, plan = hand_out(
+                    conn,
+                    context.instance,
+                    cursor,
+                    watermarks,
+                    topic=kafka.request_topic,
+                    max_per_run=max_requests_per_run,
+                    budget=max_queue_size - in_flight,
+                )
+        except SQLAlchemyError as exc:
+            return dg.SkipReason(
+                f"the ledger of handed-out ranges in PostgreSQL could not be written"
+                f" ({type(exc).__name__}: {str(exc).splitlines()[0]}); will retry next tick"
+                " (check POSTGRES_HOST, POSTGRES_PORT and that the database is running)"
+            )
+        if again:
+            context.log.warning(
+                f"requested again {len(again)} ranges ({sum(e.size for e in again)} requests)"
+                " whose runs all ended without admitting them: "
+                + ", ".join(f"{e.range_key} (request {e.requested + 1})" for e in again)
+            )
         for message in plan_warnings(plan, kafka.request_topic):
             context.log.warning(message)
         if plan.new_partitions:
@@ -72,7 +101,7 @@ def build_stamp_request_sensor(
                 f"{kafka.request_topic}: partitions {list(plan.new_partitions)} start at their"
                 " oldest retained offsets"
             )
-        if not plan.runs:
+        if not plan.runs and not again:
             return dg.SensorResult(
                 skip_reason=f"no new requests on {kafka.request_topic}",
                 cursor=plan.cursor.to_json(),
@@ -82,11 +111,57 @@ def build_stamp_request_sensor(
             f" {kafka.request_topic}; {plan.backlog} wait for later ticks"
         )
         return dg.SensorResult(
-            run_requests=[run_request(run, kafka.request_topic) for run in plan.runs],
+            run_requests=[run_request_again(e) for e in again]
+            + [run_request(run, kafka.request_topic) for run in plan.runs],
             cursor=plan.cursor.to_json(),
         )
 
     return stamp_request_sensor
+
+
+def hand_out(
+    conn: Connection,
+    instance: dg.DagsterInstance,
+    cursor: Cursor,
+    watermarks: dict[int, tuple[int, int]],
+    *,
+    topic: str,
+    max_per_run: int,
+    budget: int,
+) -> tuple[list[range_ledger.Entry], Plan]:
+    """The ledger's ranges to request again and the plan of new ones, recorded in `conn`'s
+    transaction, which commits before the tick returns and so before its cursor is saved."""
+    entries = range_ledger.open_entries(conn, topic, limit=MAX_RUNS_PER_TICK * 40)
+    handed = [
+        e
+        for e in entries
+        if cursor.topic == topic and range_ledger.handed_out(e, cursor.generation, cursor.offsets)
+    ]
+    again = stalled(instance, handed)[:MAX_RUNS_PER_TICK]
+    plan = plan_runs(
+        cursor,
+        watermarks,
+        topic=topic,
+        max_per_run=max_per_run,
+        budget=max(0, budget - sum(e.size for e in again)),
+    )
+    # Recorded by a tick whose cursor was never saved: this plan hands those offsets out.
+    range_ledger.forget(conn, [e.range_key for e in entries if e not in handed])
+    range_ledger.requested_again(conn, [e.range_key for e in again])
+    range_ledger.record(
+        conn,
+        [
+            range_ledger.Entry(
+                run.run_key,
+                topic,
+                plan.cursor.generation,
+                tuple(r.as_config(topic) for r in run.ranges),
+                run.size,
+            )
+            for run in plan.runs
+        ],
+    )
+    return again, plan
 
 
 def requests_in_flight(instance: dg.DagsterInstance, job_name: str) -> tuple[int, int]:
@@ -118,7 +193,21 @@ def run_request(run: PlannedRun, topic: str) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=run.run_key,
         run_config={"ops": {"load_requests": {"config": {"ranges": ranges}}}},
-        tags={REQUESTS_TAG: str(run.size), SOURCE_TAG: "kafka"},
+        tags={REQUESTS_TAG: str(run.size), SOURCE_TAG: "kafka", RANGE_TAG: run.run_key},
+    )
+
+
+def run_request_again(entry: range_ledger.Entry) -> dg.RunRequest:
+    """The same ranges under a new run key, tagged with how many times they were requested."""
+    return dg.RunRequest(
+        run_key=run_key_again(entry),
+        run_config={"ops": {"load_requests": {"config": {"ranges": list(entry.ranges)}}}},
+        tags={
+            REQUESTS_TAG: str(entry.size),
+            SOURCE_TAG: "kafka",
+            RANGE_TAG: entry.range_key,
+            REQUESTED_TAG: str(entry.requested + 1),
+        },
     )
 
 

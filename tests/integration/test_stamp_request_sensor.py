@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
@@ -13,11 +14,14 @@ from dagster._core.remote_origin import (
     RemoteRepositoryOrigin,
 )
 
+from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.resources.kafka import KafkaResource
+from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.sensors.cursor import Cursor
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
 from tests.conftest import Topics
+from tests.integration.workflow_harness import postgres_resource
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +55,17 @@ sensor = build_stamp_request_sensor(
 )
 
 
+# Each test's ticks record their ranges in that test's own database (the ledger is real).
+_ledger: dict[str, PostgresResource] = {}
+
+
+@pytest.fixture(autouse=True)
+def ledger(pg_address: PostgresAddress) -> Iterator[None]:
+    _ledger["postgres"] = postgres_resource(pg_address)
+    yield
+    _ledger.clear()
+
+
 def kafka(bootstrap: str, topic: str, timeout_s: float = 10.0) -> KafkaResource:
     return KafkaResource(
         bootstrap_servers=bootstrap,
@@ -69,7 +84,7 @@ def tick(
     with dg.build_sensor_context(
         instance=instance or dg.DagsterInstance.ephemeral(),
         cursor=cursor,
-        resources={"kafka": resource},
+        resources={"kafka": resource, **_ledger},
     ) as context:
         result = sensor(context)
     if isinstance(result, dg.SkipReason):
@@ -100,6 +115,18 @@ def add_run(instance: dg.DagsterInstance, status: dg.DagsterRunStatus, *, reques
         tags={"bridge/requests": str(requests)},
         remote_job_origin=QUEUE_ORIGIN,
     )
+
+
+def launch(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
+    """Queue the tick's runs, as the daemon does before the next tick."""
+    for request in result.run_requests:
+        instance.create_run_for_job(
+            stamp_workflow,
+            run_config=request.run_config,
+            status=dg.DagsterRunStatus.QUEUED,
+            tags=request.tags,
+            remote_job_origin=QUEUE_ORIGIN,
+        )
 
 
 def offsets_requested(result: dg.SensorResult) -> list[tuple[int, int]]:
@@ -165,9 +192,11 @@ def test_run_config_is_accepted_by_a_job_with_the_load_requests_contract(
 def test_a_second_tick_with_nothing_new_skips(kafka_bootstrap: str, topics: Topics) -> None:
     produce(kafka_bootstrap, topics.requests, {0: 3})
     resource = kafka(kafka_bootstrap, topics.requests)
-    first = tick(resource)
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(resource, instance=instance)
+    launch(instance, first)
 
-    second = tick(resource, cursor=first.cursor)
+    second = tick(resource, cursor=first.cursor, instance=instance)
 
     assert second.run_requests == []
     assert skip_message(second) == f"no new requests on {topics.requests}"
@@ -178,10 +207,12 @@ def test_the_next_tick_requests_only_what_arrived_since(
 ) -> None:
     produce(kafka_bootstrap, topics.requests, {0: 3})
     resource = kafka(kafka_bootstrap, topics.requests)
-    first = tick(resource)
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(resource, instance=instance)
+    launch(instance, first)
     produce(kafka_bootstrap, topics.requests, {0: 2, 2: 1})
 
-    second = tick(resource, cursor=first.cursor)
+    second = tick(resource, cursor=first.cursor, instance=instance)
 
     assert sorted(offsets_requested(second)) == [(0, 3), (0, 4), (2, 0)]
 

@@ -159,7 +159,7 @@ def test_mixed_batch_through_the_sensor_completes_the_good_and_dead_letters_the_
         max_content_bytes=LIMIT,
     )
 
-    configs = sensor_run_configs(resources["kafka"], max_per_run=300)
+    configs = sensor_run_configs(resources["kafka"], resources["postgres"], max_per_run=300)
     summaries = []
     for config in configs:
         result = stamp_workflow.execute_in_process(run_config=config, resources=resources)

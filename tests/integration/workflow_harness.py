@@ -15,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.orchestrator.ops import IO
+from bridge_dagster.orchestrator.range_ledger import REQUESTED_TAG
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
@@ -130,8 +131,14 @@ def whole_topic_ranges(bootstrap: str, topic: str) -> dict[str, Any]:
     return {"ops": {"load_requests": {"config": {"ranges": ranges}}}}
 
 
-def sensor_run_configs(kafka: KafkaResource, max_per_run: int) -> list[dict[str, Any]]:
-    """Tick the real request sensor until it has nothing new; return its runs' configs."""
+def sensor_run_configs(
+    kafka: KafkaResource, postgres: PostgresResource, max_per_run: int
+) -> list[dict[str, Any]]:
+    """Tick the real request sensor until it has nothing new; return its runs' configs.
+
+    No run is made between ticks, so each tick also requests the earlier ranges again (as
+    for deleted runs); only the new ones are kept.
+    """
     sensor = build_stamp_request_sensor(
         stamp_workflow,
         max_requests_per_run=max_per_run,
@@ -141,12 +148,17 @@ def sensor_run_configs(kafka: KafkaResource, max_per_run: int) -> list[dict[str,
     cursor, configs = None, []
     while True:
         with dg.build_sensor_context(
-            instance=dg.DagsterInstance.ephemeral(), cursor=cursor, resources={"kafka": kafka}
+            instance=dg.DagsterInstance.ephemeral(),
+            cursor=cursor,
+            resources={"kafka": kafka, "postgres": postgres},
         ) as context:
             result = sensor(context)
-        if isinstance(result, dg.SkipReason) or not result.run_requests:
+        if isinstance(result, dg.SkipReason):
             return configs
-        configs += [request.run_config for request in result.run_requests]
+        new = [r for r in result.run_requests if REQUESTED_TAG not in r.tags]
+        if not new:
+            return configs
+        configs += [request.run_config for request in new]
         cursor = result.cursor
 
 
