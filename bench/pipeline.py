@@ -200,7 +200,9 @@ def _bare_loop(
         admission = workflow.admit(ctx, batch)
         ready = workflow.start(ctx, admission.accepted)
         hashed = workflow.hash_all(ctx, ready)
-        stamped = workflow.stamp_all(ctx, hashed, stamp_content)
+        # ORCHESTRATOR_STEP_TIMEOUT_MS's default, as the Dagster path has it.
+        deadline = workflow.Deadline.for_batch(120_000)
+        stamped = workflow.stamp_all(ctx, hashed, stamp_content, deadline)
         workflow.record(ctx, stamped)
         sink.flush()
     elapsed = time.time() - started

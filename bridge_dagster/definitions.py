@@ -101,6 +101,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             environment=settings.environment,
             signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),
             workflow_timeout_ms=settings.workflow_timeout_ms,
+            step_timeout_ms=settings.step_timeout_ms,
             max_requests_per_run=settings.max_requests_per_run,
             max_workflow_queue_size=settings.max_workflow_queue_size,
             orchestrator_concurrency=settings.orchestrator_concurrency,

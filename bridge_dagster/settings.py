@@ -160,7 +160,12 @@ VARIABLES: tuple[Variable, ...] = (
         "600000",
         "a workflow in processing longer than this is failed by the sweeper",
     ),
-    Variable("ORCHESTRATOR_STEP_TIMEOUT_MS", "120000", "timeout of one call to a service"),
+    Variable(
+        "ORCHESTRATOR_STEP_TIMEOUT_MS",
+        "120000",
+        "the longest one service call may take, retries included; a batch calls services"
+        " for 10 times it",
+    ),
     Variable("BRIDGE_MAX_CONTENT_BYTES", str(100 * 1024 * 1024), "largest content stamped"),
     Variable(
         "BRIDGE_MAX_RUN_CONTENT_BYTES",

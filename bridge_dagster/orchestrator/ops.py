@@ -66,6 +66,8 @@ class Batch:
     """What flows from op to op: the live workflows and the run's running totals."""
 
     workflows: list[workflow.Workflow]
+    # When its steps stop calling the stamping and tree services.
+    deadline: workflow.Deadline
     counts: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -120,7 +122,7 @@ def validate_requests(
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         admission = workflow.admit(ctx, incoming, context.run.tags.get(RANGE_TAG))
         ready = workflow.start(ctx, admission.accepted)
-    batch = Batch(workflows=ready)
+    batch = Batch(ready, workflow.Deadline.for_batch(workflow_settings.step_timeout_ms))
     batch.counts = {
         "received": len(incoming),
         "duplicates": admission.duplicates,
@@ -144,8 +146,8 @@ def gather_intelligence(
     """Ask the project tree about each workflow that enabled intelligence."""
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
-        workflow.gather_intelligence(ctx, batch.workflows, tree)
-    batch.advance("intelligence", batch.workflows, started)
+        moving = workflow.gather_intelligence(ctx, batch.workflows, tree, batch.deadline)
+    batch.advance("intelligence", moving, started)
     asked = [w for w in batch.workflows if w.intelligence is not None]
     degraded = sum(1 for w in asked if w.intelligence and w.intelligence.get("degraded"))
     context.add_output_metadata({"asked": len(asked), "degraded": degraded})
@@ -181,7 +183,7 @@ def stamp_content(
     """Stamp each workflow's content, lightweight or rich as it asked."""
     started = time.perf_counter()
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
-        stamped = workflow.stamp_all(ctx, batch.workflows, stamping.stamp)
+        stamped = workflow.stamp_all(ctx, batch.workflows, stamping.stamp, batch.deadline)
     batch.advance("stamp", stamped, started)
     context.add_output_metadata({"stamped": len(stamped)})
     return batch

@@ -3,14 +3,16 @@
 The `stamp_workflow` ops call these steps, and so does the benchmark's bare loop, so the
 two measure the same work. A step never raises for one bad request: the workflow is failed
 with its reason (persisted, published, dead-lettered) and the batch goes on. Only an
-infrastructure failure (PostgreSQL or Kafka) raises, which fails the run so a retry can take
-it over; every write is idempotent, so the retry neither loses nor duplicates a workflow.
+infrastructure failure (PostgreSQL, Kafka, or a stamping service that no attempt reached)
+raises, which fails the run so a retry can take it over; every write is idempotent, so the
+retry neither loses nor duplicates a workflow.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,12 +51,20 @@ from bridge_dagster.orchestrator.fsm import (
     is_terminal,
     transition,
 )
+from bridge_dagster.resources.http_client import ServiceTimedOut, ServiceUnreachable
 from bridge_dagster.stamping import StampResult, canonical_hash
 
 # Fixed forever: stamp ids derive from workflow ids, so a re-run stamps with the same id.
 STAMP_ID_NAMESPACE = UUID("2d0f0c36-7c55-5f0e-a3f2-6a1e5c0b9d41")
 # BRIDGE_MAX_RUN_CONTENT_BYTES's default.
 DEFAULT_MAX_RUN_CONTENT_BYTES = 256 * 1024 * 1024
+# A batch calls no service once this many step timeouts (ORCHESTRATOR_STEP_TIMEOUT_MS) have
+# passed since it started: a healthy batch of MAX_REQUESTS_PER_RUN needs a fraction of one
+# (milliseconds a call), while ten calls that each take the whole timeout mean the service
+# is failing; at the default 120 s that is 20 minutes, inside the hour of run monitoring's
+# max_runtime_seconds, so the unfinished workflows fail with a reason before the run is
+# ended. A call under way when the deadline passes still ends within its own timeout.
+BATCH_DEADLINE_CALLS = 10
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,23 @@ class Context:
     max_run_content_bytes: int = DEFAULT_MAX_RUN_CONTENT_BYTES
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a batch stops calling services (`BATCH_DEADLINE_CALLS` step timeouts after it
+    started); the workflows it has not reached by then fail with `batch_deadline`."""
+
+    at: float  # on the time.monotonic() clock
+    budget_s: float
+
+    @classmethod
+    def for_batch(cls, step_timeout_ms: int) -> Deadline:
+        budget_s = BATCH_DEADLINE_CALLS * step_timeout_ms / 1000
+        return cls(time.monotonic() + budget_s, budget_s)
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+
 @dataclass
 class Admission:
     accepted: list[Workflow]
@@ -231,10 +258,18 @@ def start(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     return ready
 
 
-def gather_intelligence(ctx: Context, workflows: Sequence[Workflow], tree: Tree) -> None:
-    """Ask the tree about each workflow that wants it; a failing tree degrades, never fails."""
+def gather_intelligence(
+    ctx: Context, workflows: Sequence[Workflow], tree: Tree, deadline: Deadline
+) -> list[Workflow]:
+    """Ask the tree about each workflow that wants it; a failing tree degrades, never fails.
+    Return the workflows moving on: those asked for after the batch's deadline fail."""
+    moving, failures = [], []
     for w in workflows:
         if not w.request.enable_intelligence:
+            moving.append(w)
+            continue
+        if deadline.passed():
+            failures.append(_past_deadline(w, deadline, "intelligence"))
             continue
         context = w.request.intelligence_context or ""
         ctx.events.emit(
@@ -254,6 +289,9 @@ def gather_intelligence(ctx: Context, workflows: Sequence[Workflow], tree: Tree)
         )
         w.steps.append("intelligence")
         ctx.events.step_completed(w.workflow_id, "intelligence")
+        moving.append(w)
+    fail(ctx, failures)
+    return moving
 
 
 def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
@@ -278,11 +316,18 @@ def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
     return hashed
 
 
-def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamp: Stamp) -> list[Workflow]:
-    """Stamp each workflow; return those stamped. A hash that disagrees fails the workflow."""
+def stamp_all(
+    ctx: Context, workflows: Sequence[Workflow], stamp: Stamp, deadline: Deadline
+) -> list[Workflow]:
+    """Stamp each workflow; return those stamped. A hash that disagrees, a stamping failure
+    for its request, or the batch's deadline passing before it fails the workflow; only an
+    unreachable stamping service raises, which fails the run so its retry takes the batch."""
     stamped, failures = [], []
     now = datetime.now(UTC)
     for w in workflows:
+        if deadline.passed():
+            failures.append(_past_deadline(w, deadline, "stamp"))
+            continue
         content = _read(ctx, w, "stamp")
         if isinstance(content, Failure):
             failures.append(content)
@@ -298,6 +343,17 @@ def stamp_all(ctx: Context, workflows: Sequence[Workflow], stamp: Stamp) -> list
             )
         except ValueError as exc:
             failures.append(_failure(w, "stamp_rejected", str(exc), step="stamp"))
+            continue
+        except ServiceUnreachable:
+            raise
+        except ServiceTimedOut as exc:
+            failures.append(_failure(w, "stamp_timeout", str(exc), step="stamp"))
+            continue
+        # Anything else (5xx after the retries, a malformed answer, a bug the content
+        # triggers) is this request's failure: the batch goes on without it.
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            failures.append(_failure(w, "stamp_failed", reason, step="stamp"))
             continue
         if w.stamp.file_hash != w.file_hash:
             failures.append(
@@ -636,6 +692,16 @@ def _announce_start(ctx: Context, w: Workflow) -> None:
 
 def _failure(w: Workflow, code: str, reason: str, *, step: str) -> Failure:
     return Failure(w.incoming, code, reason, w.workflow_id, w.request.namespace, step)
+
+
+def _past_deadline(w: Workflow, deadline: Deadline, step: str) -> Failure:
+    reason = (
+        f"the batch stopped calling services {deadline.budget_s:g} s after it started"
+        f" ({BATCH_DEADLINE_CALLS} times ORCHESTRATOR_STEP_TIMEOUT_MS) before reaching this"
+        " request; check the stamping and tree services' response times, then resubmit it"
+        " under a new workflow id"
+    )
+    return _failure(w, "batch_deadline", reason, step=step)
 
 
 def _letter(ctx: Context, f: Failure) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from pydantic import Field, PrivateAttr
 from bridge_dagster.resources.http_client import (
     EnvelopeClient,
     ServiceRejected,
+    ServiceTimedOut,
     ServiceUnavailable,
+    ServiceUnreachable,
 )
 from bridge_dagster.stamping import (
     InvalidContent,
@@ -31,6 +33,16 @@ class StampingServiceRejected(StampingError):
 
 class StampingServiceUnavailable(RuntimeError):
     """The service kept failing (connection errors or 5xx) until the retries ran out."""
+
+
+# The workflow steps tell these apart by the client's classes: a timeout fails its request,
+# an unreachable service fails the run, so that a retry of the run takes the batch over.
+class StampingServiceTimedOut(StampingServiceUnavailable, ServiceTimedOut):
+    """The service took the whole call timeout without finishing its answer."""
+
+
+class StampingServiceUnreachable(StampingServiceUnavailable, ServiceUnreachable):
+    """No attempt reached the service."""
 
 
 class _Backend(Protocol):
@@ -60,9 +72,13 @@ class StampingResource(dg.ConfigurableResource):
         description="MetadataStamping service base URL (METADATA_STAMPING_SERVICE_URL); "
         "unset stamps in process.",
     )
-    timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP attempt.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="The longest one call may take, retries included."
+    )
     max_retries: int = Field(
-        default=3, ge=0, description="Retries after connection errors and 5xx answers."
+        default=3,
+        ge=0,
+        description="Retries after connection errors and 5xx answers, while the call has time.",
     )
     api_key: str | None = Field(default=None, description="X-API-Key for the service.")
 
@@ -183,7 +199,12 @@ class _HttpBackend:
         except ServiceRejected as exc:
             raise StampingServiceRejected(str(exc)) from exc
         except ServiceUnavailable as exc:
-            raise StampingServiceUnavailable(
+            kind = StampingServiceUnavailable
+            if isinstance(exc, ServiceTimedOut):
+                kind = StampingServiceTimedOut
+            elif isinstance(exc, ServiceUnreachable):
+                kind = StampingServiceUnreachable
+            raise kind(
                 f"stamping service: {exc}; check that it runs (bridge-dagster serve stamping) "
                 "or unset METADATA_STAMPING_SERVICE_URL to stamp in process"
             ) from exc

@@ -43,9 +43,13 @@ class TreeResource(dg.ConfigurableResource):
         default_factory=list,
         description="Directories (BRIDGE_ALLOWED_ROOTS) the in-process engine may read.",
     )
-    timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one HTTP attempt.")
+    timeout_s: float = Field(
+        default=5.0, gt=0, description="The longest one call may take, retries included."
+    )
     max_retries: int = Field(
-        default=2, ge=0, description="Retries after connection errors and 5xx answers."
+        default=2,
+        ge=0,
+        description="Retries after connection errors and 5xx answers, while the call has time.",
     )
     api_key: str | None = Field(default=None, description="X-API-Key for the service.")
 

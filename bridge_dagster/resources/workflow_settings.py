@@ -39,6 +39,12 @@ class WorkflowSettings(dg.ConfigurableResource):
         description="ORCHESTRATOR_WORKFLOW_TIMEOUT_MS: a workflow unfinished this long after its"
         " last change, whose run has ended, is failed by sweep_stale_workflows",
     )
+    step_timeout_ms: int = Field(
+        default=120_000,
+        description="ORCHESTRATOR_STEP_TIMEOUT_MS: the longest one service call may take,"
+        " retries included; a batch calls no service after BATCH_DEADLINE_CALLS (10) times"
+        " it, and its unfinished workflows fail (batch_deadline)",
+    )
     # The limits below are applied by the request sensor and the run queue; they are here so
     # the UI shows them beside the rest.
     max_requests_per_run: int = Field(

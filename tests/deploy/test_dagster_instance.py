@@ -12,6 +12,7 @@ from dagster_postgres.utils import pg_url_from_config
 from sqlalchemy.engine import make_url
 
 from bridge_dagster.devstack.stack import instance_config
+from bridge_dagster.orchestrator.workflow import BATCH_DEADLINE_CALLS
 from bridge_dagster.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,3 +78,13 @@ def test_workspace_names_the_code_server_over_grpc() -> None:
         "port": 4000,
         "location_name": "bridge_dagster",
     }
+
+
+def test_dev_and_production_end_a_run_after_the_same_hour_past_any_batch_deadline() -> None:
+    settings = load_settings({})
+    dev = yaml.safe_load(instance_config(settings))["run_monitoring"]
+    production = yaml.safe_load((REPO / "deploy/dagster.yaml").read_text())["run_monitoring"]
+
+    assert dev["max_runtime_seconds"] == production["max_runtime_seconds"] == 3600
+    # A batch's unfinished workflows fail with their reason before the run is ended.
+    assert BATCH_DEADLINE_CALLS * settings.step_timeout_ms / 1000 < dev["max_runtime_seconds"]

@@ -215,7 +215,8 @@ def test_a_file_gone_after_validation_fails_only_its_own_workflow(
     gone.file.path.unlink()
 
     hashed = workflow.hash_all(ctx, started)
-    done = workflow.record(ctx, workflow.stamp_all(ctx, hashed, stamp_content))
+    deadline = workflow.Deadline.for_batch(120_000)
+    done = workflow.record(ctx, workflow.stamp_all(ctx, hashed, stamp_content, deadline))
 
     assert {w.workflow_id for w in done} == set(paths) - {gone.workflow_id}
     with engine_for(pg_address).connect() as conn:

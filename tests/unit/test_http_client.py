@@ -17,7 +17,9 @@ import pytest
 from bridge_dagster.resources.http_client import (
     EnvelopeClient,
     ServiceRejected,
+    ServiceTimedOut,
     ServiceUnavailable,
+    ServiceUnreachable,
 )
 
 Answer = tuple[int, dict[str, Any]]
@@ -153,3 +155,83 @@ def test_the_api_key_travels_in_the_x_api_key_header() -> None:
         http.post("/work", {})
 
     assert server.requests[0].api_key == "secret"
+
+
+@contextmanager
+def trickling(seconds: float) -> Iterator[str]:
+    """A server that sends its headers at once, then a 2xx envelope a byte at a time over
+    `seconds`: every read gets a byte long before a per-read timeout would fire."""
+    payload = json.dumps(OK[1]).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                for byte in payload:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(seconds / len(payload))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up, as it should
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the tests assert on the client's behaviour."""
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_service_that_trickles_its_answer_cannot_hold_a_call_past_its_timeout() -> None:
+    with trickling(seconds=3.0) as url, client(url, timeout_s=0.5) as http:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimedOut, match=r"did not answer within 0\.5 s"):
+            http.post("/work", {})
+        elapsed = time.monotonic() - started
+
+    assert 0.5 <= elapsed < 1.0
+
+
+def test_retries_stop_when_the_call_has_used_its_timeout() -> None:
+    slow_failure: Answer = (503, {"message": "overloaded"})
+    with (
+        serve(slow_failure, delay_s=0.3) as server,
+        client(server.url, max_retries=5, timeout_s=1.0) as http,
+    ):
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable, match="overloaded"):
+            http.post("/work", {})
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 1.2
+    assert 2 <= len(server.requests) <= 3
+
+
+def test_a_service_nobody_listens_on_is_unreachable_not_failing() -> None:
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed_port.getsockname()[1]}"
+        with client(url, max_retries=1) as http, pytest.raises(ServiceUnreachable):
+            http.post("/work", {})
+
+
+def test_a_service_that_answers_with_errors_is_not_called_unreachable() -> None:
+    with (
+        serve((500, {"message": "database down"})) as server,
+        client(server.url, max_retries=1) as http,
+        pytest.raises(ServiceUnavailable) as unavailable,
+    ):
+        http.post("/work", {})
+
+    assert not isinstance(unavailable.value, ServiceUnreachable)
