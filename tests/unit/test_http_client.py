@@ -203,6 +203,18 @@ def test_a_service_that_trickles_its_answer_cannot_hold_a_call_past_its_timeout(
     assert 0.5 <= elapsed < 1.0
 
 
+def test_a_call_given_up_on_leaves_no_thread_reading_the_trickle() -> None:
+    with trickling(seconds=3.0) as url, client(url, timeout_s=0.5) as http:
+        with pytest.raises(ServiceTimedOut):
+            http.post("/work", {})
+        # Its connection was closed with the client it came from, so the worker's next read
+        # fails; the trickle itself goes on for 2.5 s more.
+        time.sleep(0.5)
+        readers = [t for t in threading.enumerate() if t.name == "service-call"]
+
+    assert readers == []
+
+
 def test_retries_stop_when_the_call_has_used_its_timeout() -> None:
     slow_failure: Answer = (503, {"message": "overloaded"})
     with (
