@@ -150,6 +150,7 @@ defs = dg.Definitions(
             max_requests_per_run=settings.max_requests_per_run,
             max_queue_size=settings.max_workflow_queue_size,
             interval_s=settings.request_sensor_interval_s,
+            max_workflow_attempts=settings.max_workflow_attempts,
         ),
         build_landing_sensor(land_workflow_events, interval_s=window_s),
         build_refresh_sensor(

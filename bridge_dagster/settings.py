@@ -119,6 +119,12 @@ VARIABLES: tuple[Variable, ...] = (
         "least seconds between request sensor ticks; the daemon's loop adds up to 5",
     ),
     Variable(
+        "BRIDGE_MAX_WORKFLOW_ATTEMPTS",
+        "3",
+        "runs that may take an admitted workflow; when they have all ended unfinished, the"
+        " next one fails it with the reason `abandoned`",
+    ),
+    Variable(
         "AGGREGATION_WINDOW_SIZE_MS",
         "5000",
         "least time between landing ticks and between re-aggregations of touched hours",
@@ -279,6 +285,7 @@ class Settings:
     max_workflow_queue_size: int
     max_requests_per_run: int
     request_sensor_interval_s: int
+    max_workflow_attempts: int
     aggregation_window_ms: int
     aggregation_batch_size: int
     max_aggregation_queue_size: int
@@ -356,6 +363,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_workflow_queue_size=get.positive("MAX_WORKFLOW_QUEUE_SIZE"),
         max_requests_per_run=get.positive("MAX_REQUESTS_PER_RUN"),
         request_sensor_interval_s=get.positive("REQUEST_SENSOR_INTERVAL_S"),
+        max_workflow_attempts=get.positive("BRIDGE_MAX_WORKFLOW_ATTEMPTS"),
         aggregation_window_ms=get.positive("AGGREGATION_WINDOW_SIZE_MS"),
         aggregation_batch_size=get.positive("AGGREGATION_BATCH_SIZE"),
         max_aggregation_queue_size=get.positive("MAX_AGGREGATION_QUEUE_SIZE"),

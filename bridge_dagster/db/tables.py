@@ -49,12 +49,20 @@ workflow_executions = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Runs that took the workflow, and the one asked to take it over next (migration 0008).
+    Column("attempts", SmallInteger, nullable=False, server_default="1"),
+    Column("resume_key", String(600)),
     CheckConstraint(
         "state IN ('pending', 'processing', 'completed', 'failed')",
         name="ck_workflow_executions_state",
     ),
     Index("ix_workflow_executions_state_updated", "state", "updated_at"),
     Index("ix_workflow_executions_namespace", "namespace"),
+    Index(
+        "ix_workflow_executions_resume_key",
+        "resume_key",
+        postgresql_where=text("resume_key IS NOT NULL"),
+    ),
 )
 
 fsm_transitions = Table(

@@ -14,6 +14,7 @@ from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import store, workflow
 from bridge_dagster.orchestrator.context import workflow_context
 from bridge_dagster.orchestrator.range_ledger import RANGE_TAG
+from bridge_dagster.orchestrator.resumption import RESUME_TAG
 from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
@@ -120,7 +121,9 @@ def validate_requests(
     # Its dead letters must have somewhere to go, even on a broker that creates no topics.
     kafka.ensure_topic(dlq_topic(kafka.request_topic), like=kafka.request_topic)
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
-        admission = workflow.admit(ctx, incoming, context.run.tags.get(RANGE_TAG))
+        admission = workflow.admit(
+            ctx, incoming, context.run.tags.get(RANGE_TAG), context.run.tags.get(RESUME_TAG)
+        )
         ready = workflow.start(ctx, admission.accepted)
     batch = Batch(ready, workflow.Deadline.for_batch(workflow_settings.step_timeout_ms))
     batch.counts = {

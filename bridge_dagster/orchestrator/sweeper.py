@@ -1,10 +1,12 @@
 """Failing workflows whose run died and was not retried in time.
 
 A crashed run is retried by Dagster (run_retries in dagster.yaml), and the retry resumes
-the workflows the crash left unfinished. A workflow still in pending or processing after
-ORCHESTRATOR_WORKFLOW_TIMEOUT_MS has outlived those retries: it is failed with a reason and
-a stamp_workflow_failed event, never silently re-driven, so a request that crashes its run
-every time cannot crash runs forever. Its producer may resubmit it under a new workflow id.
+the workflows the crash left unfinished; once every retry has ended, the request sensor
+hands them to a new run, up to BRIDGE_MAX_WORKFLOW_ATTEMPTS runs. A workflow still in
+pending or processing after ORCHESTRATOR_WORKFLOW_TIMEOUT_MS has outlived all of those: it
+is failed with a reason and a stamp_workflow_failed event, the last resort, so a request
+that crashes its run every time cannot crash runs forever. Its producer may resubmit it
+under a new workflow id.
 """
 
 import dagster as dg

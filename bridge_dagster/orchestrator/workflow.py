@@ -43,7 +43,7 @@ from bridge_dagster.onextree.rooted_files import (
     replace_rooted_file,
     reread_rooted_file,
 )
-from bridge_dagster.orchestrator import dead_letter_outbox, range_ledger, store
+from bridge_dagster.orchestrator import dead_letter_outbox, range_ledger, resumption, store
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
 from bridge_dagster.orchestrator.fsm import (
     IllegalTransition,
@@ -185,11 +185,17 @@ class Admission:
     dead_lettered: int
 
 
-def admit(ctx: Context, incoming: Sequence[Incoming], range_key: str | None = None) -> Admission:
+def admit(
+    ctx: Context,
+    incoming: Sequence[Incoming],
+    range_key: str | None = None,
+    resume_key: str | None = None,
+) -> Admission:
     """Parse, de-duplicate and create workflows (pending); reject the unparseable.
 
     `range_key` names the request sensor's ledger entry for these requests: it is closed in
-    the transaction that makes them rows or dead letters.
+    the transaction that makes them rows or dead letters. `resume_key` names the workflows
+    the sensor handed to this run because their own run ended: this run takes them over.
     """
     parsed, failures = _parse_all(ctx, incoming)
     unique, duplicates = _first_of_each(parsed)
@@ -203,8 +209,13 @@ def admit(ctx: Context, incoming: Sequence[Incoming], range_key: str | None = No
             + [_rejected_row(f) for f in failures if f.workflow_id is not None],
             ctx.run_id,
         )
+        claimed = resumption.claim(conn, resume_key, ctx.run_id) if resume_key else {}
         known = store.existing(conn, {w.workflow_id for w in unique} - created)
-        resumed = [w for w in unique if _resumable(known.get(w.workflow_id), ctx.run_id)]
+        resumed = [
+            w
+            for w in unique
+            if not claimed.get(w.workflow_id) and _resumable(known.get(w.workflow_id), ctx.run_id)
+        ]
         for w in resumed:
             w.state = known[w.workflow_id].state
         for workflow_id in [w.workflow_id for w in unique] + [f.workflow_id for f in failures]:
@@ -214,7 +225,13 @@ def admit(ctx: Context, incoming: Sequence[Incoming], range_key: str | None = No
         failures = [
             f if f.workflow_id in created else replace(f, workflow_id=None) for f in failures
         ]
-        outcome = _fail(conn, ctx, failures)
+        # Handed over more times than allowed: it fails with the reason the sensor gave it.
+        given_up = [
+            _failure(w, *claimed[w.workflow_id].split(": ", 1), step="admit")
+            for w in unique
+            if claimed.get(w.workflow_id)
+        ]
+        outcome = _fail(conn, ctx, [*failures, *given_up])
         if range_key is not None:
             range_ledger.close(conn, [range_key], "admitted")
     accepted = [w for w in unique if w.workflow_id in created] + resumed
@@ -227,8 +244,8 @@ def admit(ctx: Context, incoming: Sequence[Incoming], range_key: str | None = No
     )
     return Admission(
         accepted=accepted,
-        failed=fresh,
-        duplicates=duplicates + len(unique) - len(accepted) + len(failures) - fresh,
+        failed=fresh + len(given_up),
+        duplicates=duplicates + len(unique) - len(accepted) - len(given_up) + len(failures) - fresh,
         dead_lettered=len(outcome.dead_lettered),
     )
 

@@ -5,12 +5,16 @@ A run carries offset ranges, never message bodies; its first op reads them from 
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+
 import dagster as dg
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge_dagster.orchestrator import range_ledger
+from bridge_dagster.orchestrator import range_ledger, resumption
 from bridge_dagster.orchestrator.range_ledger import RANGE_TAG, REQUESTED_TAG
+from bridge_dagster.orchestrator.resumption import ATTEMPT_TAG, RESUME_TAG
 from bridge_dagster.resources.kafka import BrokerUnavailable, KafkaResource, TopicMissing
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.sensors.cursor import (
@@ -22,7 +26,7 @@ from bridge_dagster.sensors.cursor import (
     plan_runs,
 )
 from bridge_dagster.sensors.frequency import tick_frequency
-from bridge_dagster.sensors.range_recovery import run_key_again, stalled
+from bridge_dagster.sensors.range_recovery import ended, run_key_again, stalled
 
 REQUESTS_TAG = "bridge/requests"
 SOURCE_TAG = "bridge/source"
@@ -37,7 +41,12 @@ IN_FLIGHT = [
 
 
 def build_stamp_request_sensor(
-    job: dg.JobDefinition, *, max_requests_per_run: int, max_queue_size: int, interval_s: int
+    job: dg.JobDefinition,
+    *,
+    max_requests_per_run: int,
+    max_queue_size: int,
+    interval_s: int,
+    max_workflow_attempts: int,
 ) -> dg.SensorDefinition:
     """The sensor for `job`, which must take `ranges` config on its `load_requests` op."""
 
@@ -82,6 +91,7 @@ def build_stamp_request_sensor(
                     max_per_run=max_requests_per_run,
                     budget=max_queue_size - in_flight,
                 )
+                resumes = resume_workflows(conn, context.instance, max_workflow_attempts)
         except SQLAlchemyError as exc:
             return dg.SkipReason(
                 f"the ledger of handed-out ranges in PostgreSQL could not be written"
@@ -101,7 +111,15 @@ def build_stamp_request_sensor(
                 f"{kafka.request_topic}: partitions {list(plan.new_partitions)} start at their"
                 " oldest retained offsets"
             )
-        if not plan.runs and not again:
+        if resumes:
+            context.log.warning(
+                f"handed the unfinished workflows of ended runs to {len(resumes)} new runs: "
+                + ", ".join(
+                    f"{r.tags[REQUESTS_TAG]} workflows (attempt {r.tags[ATTEMPT_TAG]})"
+                    for r in resumes
+                )
+            )
+        if not plan.runs and not again and not resumes:
             return dg.SensorResult(
                 skip_reason=f"no new requests on {kafka.request_topic}",
                 cursor=plan.cursor.to_json(),
@@ -111,7 +129,8 @@ def build_stamp_request_sensor(
             f" {kafka.request_topic}; {plan.backlog} wait for later ticks"
         )
         return dg.SensorResult(
-            run_requests=[run_request_again(e) for e in again]
+            run_requests=resumes
+            + [run_request_again(e) for e in again]
             + [run_request(run, kafka.request_topic) for run in plan.runs],
             cursor=plan.cursor.to_json(),
         )
@@ -186,6 +205,55 @@ def read_watermarks(kafka: KafkaResource) -> dict[int, tuple[int, int]] | dg.Ski
         return dg.SkipReason(
             f"{exc}; create it or set KAFKA_REQUEST_TOPIC to the topic producers write to"
         )
+
+
+def resume_workflows(
+    conn: Connection, instance: dg.DagsterInstance, max_attempts: int
+) -> list[dg.RunRequest]:
+    """Runs taking over the unfinished workflows whose runs have all ended; a workflow past
+    `max_attempts` goes to one too, which fails it with its reason."""
+    owners = resumption.unfinished_owners(conn, max_attempts, limit=MAX_RUNS_PER_TICK * 40)
+    requests = []
+    for owner in ended(instance, owners)[:MAX_RUNS_PER_TICK]:
+        key = f"resume/{uuid.uuid4()}"
+        handed = resumption.hand_over(conn, owner, key, max_attempts)
+        if handed:
+            requests.append(resume_request(key, handed))
+    return requests
+
+
+def resume_request(key: str, handed: list[resumption.HandedOver]) -> dg.RunRequest:
+    """A run reading the handed-over workflows' own request offsets."""
+    offsets: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for w in handed:
+        topic, partition, offset = w.request_offset.rsplit("/", 2)
+        offsets[topic, int(partition)].append(int(offset))
+    ranges = [
+        {"topic": topic, "partition": partition, "start": start, "end": end}
+        for (topic, partition), found in sorted(offsets.items())
+        for start, end in _runs_of(sorted(set(found)))
+    ]
+    return dg.RunRequest(
+        run_key=key,
+        run_config={"ops": {"load_requests": {"config": {"ranges": ranges}}}},
+        tags={
+            REQUESTS_TAG: str(len(handed)),
+            SOURCE_TAG: "kafka",
+            RESUME_TAG: key,
+            ATTEMPT_TAG: str(max(w.attempts for w in handed)),
+        },
+    )
+
+
+def _runs_of(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted offsets as half-open ranges of consecutive ones."""
+    ranges: list[tuple[int, int]] = []
+    for offset in offsets:
+        if ranges and ranges[-1][1] == offset:
+            ranges[-1] = (ranges[-1][0], offset + 1)
+        else:
+            ranges.append((offset, offset + 1))
+    return ranges
 
 
 def run_request(run: PlannedRun, topic: str) -> dg.RunRequest:

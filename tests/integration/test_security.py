@@ -172,7 +172,11 @@ def test_secrets_from_the_environment_reach_no_stored_record_run_config_tick_or_
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     sensor = build_stamp_request_sensor(
-        stamp_workflow, max_requests_per_run=10, max_queue_size=100, interval_s=1
+        stamp_workflow,
+        max_requests_per_run=10,
+        max_queue_size=100,
+        interval_s=1,
+        max_workflow_attempts=3,
     )
     defs = dg.Definitions(
         jobs=[stamp_workflow], sensors=[sensor], resources=build_resources(load_settings())

@@ -1,4 +1,5 @@
-"""Ranges the request sensor handed out are requested again when no run admitted them."""
+"""Ranges the request sensor handed out are requested again when no run admitted them, and
+workflows a run admitted but did not finish are resumed by a new run once it has ended."""
 
 import uuid
 from pathlib import Path
@@ -18,20 +19,29 @@ from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.events.requests import build_request
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.orchestrator.range_ledger import RANGE_TAG, REQUESTED_TAG
+from bridge_dagster.orchestrator.resumption import ATTEMPT_TAG, RESUME_TAG
 from bridge_dagster.resources.postgres import PostgresResource
+from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
+    HAPPY_PATH,
     count,
     engine_for,
+    events_by_workflow,
     produce,
     workflow_resources,
 )
 
 pytestmark = pytest.mark.integration
 
+MAX_ATTEMPTS = 2
 sensor = build_stamp_request_sensor(
-    stamp_workflow, max_requests_per_run=10, max_queue_size=100, interval_s=5
+    stamp_workflow,
+    max_requests_per_run=10,
+    max_queue_size=100,
+    interval_s=5,
+    max_workflow_attempts=MAX_ATTEMPTS,
 )
 # Dagster only queues runs that name the code location the daemon will launch them from.
 QUEUE_ORIGIN = RemoteJobOrigin(
@@ -200,4 +210,65 @@ def test_ranges_of_a_tick_whose_cursor_was_not_saved_are_handed_out_once(
     assert sizes == [5]
     assert stack.run(requests[0]).success
     assert stack.completed() == 5
+    assert stack.tick() == []
+
+
+def unreachable_stamping() -> StampingResource:
+    """A stamping service nobody listens on: the run fails after admitting its workflows."""
+    return StampingResource(service_url=f"http://127.0.0.1:{free_port()}", max_retries=0)
+
+
+def states(stack: Stack) -> dict[str, int]:
+    with engine_for(stack.pg).connect() as conn:
+        rows = conn.execute(text("SELECT state, count(*) FROM workflow_executions GROUP BY 1"))
+        return {r[0]: r[1] for r in rows}
+
+
+def test_workflows_of_a_run_that_ended_after_admitting_them_are_resumed_and_complete_once(
+    stack: Stack, kafka_bootstrap: str, topics: Topics
+) -> None:
+    [first] = stack.tick()
+    assert not stack.run(first, stamping=unreachable_stamping()).success
+    assert states(stack) == {"processing": 3}
+
+    [resume] = stack.tick()
+
+    assert resume.tags[ATTEMPT_TAG] == "2"
+    assert RESUME_TAG in resume.tags and RANGE_TAG not in resume.tags
+    result = stack.run(resume)
+    assert result.success
+    assert result.output_for_node("record_results")["completed"] == 3
+    assert states(stack) == {"completed": 3}
+    assert stack.tick() == []
+    events = events_by_workflow(kafka_bootstrap, topics.workflow)
+    assert all(
+        len({e["event_id"] for e in envelopes}) == len(HAPPY_PATH) for envelopes in events.values()
+    )
+
+
+def test_workflows_are_not_resumed_while_their_run_is_still_going(stack: Stack) -> None:
+    [first] = stack.tick()
+    assert not stack.run(first, stamping=unreachable_stamping()).success
+    [resume] = stack.tick()
+    stack.queue(resume)
+
+    assert stack.tick() == []
+
+
+def test_after_its_attempts_a_workflow_fails_with_its_reason(stack: Stack) -> None:
+    [first] = stack.tick()
+    assert not stack.run(first, stamping=unreachable_stamping()).success
+    [second] = stack.tick()
+    assert not stack.run(second, stamping=unreachable_stamping()).success
+
+    [last] = stack.tick()
+
+    assert last.tags[ATTEMPT_TAG] == str(MAX_ATTEMPTS + 1)
+    assert stack.run(last).success
+    assert states(stack) == {"failed": 3}
+    with engine_for(stack.pg).connect() as conn:
+        errors = conn.execute(text("SELECT error FROM workflow_executions")).scalars().all()
+    assert all(
+        e.startswith(f"abandoned: {MAX_ATTEMPTS} runs ended before it finished") for e in errors
+    )
     assert stack.tick() == []

@@ -51,7 +51,11 @@ QUEUE_ORIGIN = RemoteJobOrigin(
 )
 
 sensor = build_stamp_request_sensor(
-    stamp_workflow, max_requests_per_run=MAX_PER_RUN, max_queue_size=MAX_QUEUE, interval_s=5
+    stamp_workflow,
+    max_requests_per_run=MAX_PER_RUN,
+    max_queue_size=MAX_QUEUE,
+    interval_s=5,
+    max_workflow_attempts=3,
 )
 
 

@@ -144,6 +144,7 @@ def sensor_run_configs(
         max_requests_per_run=max_per_run,
         max_queue_size=1_000_000,
         interval_s=1,
+        max_workflow_attempts=3,
     )
     cursor, configs = None, []
     while True:
