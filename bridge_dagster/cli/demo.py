@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from bridge_dagster.cli.submit import produce_when_room
 from bridge_dagster.devstack.processes import spawn, stop
 from bridge_dagster.devstack.stack import DevOptions, adopt_running_stack
 from bridge_dagster.events.demo import FlawedRequest, demo_requests, flawed_requests
@@ -449,7 +450,7 @@ def _send(bootstrap: str, topic: str, messages: Sequence[tuple[UUID, bytes]]) ->
             bar.update()
 
         for workflow_id, value in messages:
-            _produce(producer, topic, str(workflow_id).encode(), value, delivered)
+            produce_when_room(producer, topic, str(workflow_id).encode(), value, delivered)
         left = producer.flush(DELIVERY_TIMEOUT_S)
     if failed or left:
         reason = failed[0].str() if failed else f"{left:,} still undelivered"
@@ -458,23 +459,6 @@ def _send(bootstrap: str, topic: str, messages: Sequence[tuple[UUID, bytes]]) ->
             f" {_broker_fix()}"
         )
     return Sent(sources, since, time.monotonic() - started)
-
-
-def _produce(
-    producer: Producer,
-    topic: str,
-    key: bytes,
-    value: bytes,
-    on_delivery: Callable[[KafkaError | None, Message], None],
-) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key, on_delivery=on_delivery)
-        except BufferError:
-            producer.poll(0.1)  # the local queue is full: let deliveries drain it
-        else:
-            producer.poll(0)
-            return
 
 
 def _broker_fix() -> str:

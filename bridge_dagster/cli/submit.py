@@ -368,7 +368,7 @@ def _send(settings: Settings, messages: Iterable[tuple[UUID, bytes]], total: int
             if failures:
                 break  # the broker is refusing or gone: stop queueing more
             try:
-                _produce(producer, topic, str(workflow_id).encode(), value, delivered)
+                produce_when_room(producer, topic, str(workflow_id).encode(), value, delivered)
             except KafkaException as exc:
                 failures.append(exc.args[0])  # refused before queueing: too large, say
         producer.flush(BROKER_TIMEOUT_S * 3)
@@ -437,7 +437,7 @@ def _topic_names(producer: Producer, errors: list[KafkaError], bootstrap: str) -
                 ) from None
 
 
-def _produce(
+def produce_when_room(
     producer: Producer,
     topic: str,
     key: bytes,

@@ -18,7 +18,7 @@ from bridge_dagster.resources.kafka import KafkaResource
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
 
-# A run with any of these statuses may still be working on its workflows.
+# A run with any of these statuses may still be working on its workflows (or admit its range).
 UNFINISHED = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,

@@ -15,15 +15,8 @@ from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, ROOT_RUN_ID_TAG, W
 
 from bridge_dagster.orchestrator.range_ledger import RANGE_TAG, Entry
 from bridge_dagster.orchestrator.resumption import RESUME_TAG, Owner
+from bridge_dagster.orchestrator.sweeper import UNFINISHED
 
-# A run with any of these statuses may still admit its range.
-UNFINISHED = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 # A failed run that Dagster will retry has no retry yet for a few seconds; past this, the
 # retry daemon is taken to be off or stuck and the range is requested again.
 RETRY_GRACE = timedelta(seconds=60)
