@@ -37,6 +37,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from servers import start_servers
 from sqlalchemy import Engine, create_engine, text
 
+from bridge_dagster.cli.submit import produce_when_room
 from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
@@ -145,12 +146,7 @@ def _produce(bootstrap: str, topic: str, requests: list[tuple[uuid.UUID, dict[st
     started = time.time()
     for workflow_id, kwargs in requests:
         value = build_request(workflow_id, environment="bench", **kwargs)
-        while True:
-            try:
-                producer.produce(topic, value, str(workflow_id).encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, str(workflow_id).encode(), value)
     producer.flush(60)
     return started
 

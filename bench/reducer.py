@@ -56,6 +56,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from servers import start_servers
 from sqlalchemy import Engine, create_engine, text
 
+from bridge_dagster.cli.submit import produce_when_room
 from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
@@ -319,16 +320,9 @@ def _produce_events(bootstrap: str, topic: str, envelopes: Iterable[EventEnvelop
     started = time.perf_counter()
     sent = 0
     for envelope in envelopes:
-        value, key = encode(envelope), str(envelope.correlation_id).encode()
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_when_room(producer, topic, str(envelope.correlation_id).encode(), encode(envelope))
         sent += 1
         if sent % 100_000 == 0:
-            producer.poll(0)
             log(f"  {sent:,} produced")
     if producer.flush(120):
         raise RuntimeError(f"the broker did not take every event for {topic} within 120 s")

@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from servers import start_servers
 from sqlalchemy import Engine, create_engine, text
 
+from bridge_dagster.cli.submit import produce_when_room
 from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
@@ -176,12 +177,7 @@ def _produce(bootstrap: str, topic: str, count: int, seed: int) -> None:
     for request in demo_requests(count, seed=1000 + seed):
         workflow_id = uuid.uuid4()
         value = build_request(workflow_id, environment="bench", **request.build_kwargs())
-        while True:
-            try:
-                producer.produce(topic, value, str(workflow_id).encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, str(workflow_id).encode(), value)
     producer.flush(60)
 
 

@@ -442,8 +442,9 @@ def produce_when_room(
     topic: str,
     key: bytes,
     value: bytes,
-    on_delivery: Callable[[KafkaError | None, Message], None],
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
 ) -> None:
+    """Produce one message, waiting while the producer's local queue is full."""
     while True:
         try:
             producer.produce(topic, value, key, on_delivery=on_delivery)

@@ -77,7 +77,7 @@ def land_events(
         while True:
             result = land(postgres.engine(), consumer, kafka.producer(), landing)
             _report_pass(context, result, kafka.workflow_topic)
-            _add(total, result)
+            total.add(result)
             passes += 1
             idle = idle + 1 if not result.read else 0
             if idle >= IDLE_PASSES or time.monotonic() + config.every_s > deadline:
@@ -118,14 +118,6 @@ def _report_pass(context: dg.OpExecutionContext, result: LandingResult, topic: s
             f" {len(result.hours)} hours; positions {dict(sorted(result.positions.items()))}"
             " (next offset to land)"
         )
-
-
-def _add(total: LandingResult, result: LandingResult) -> None:
-    total.read += result.read
-    total.landed += result.landed
-    total.duplicates += result.duplicates
-    total.dead_lettered += result.dead_lettered
-    total.hours.update(result.hours)
 
 
 def touched_partitions(hours: dict[datetime, int]) -> dg.MetadataValue:
