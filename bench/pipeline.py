@@ -179,7 +179,7 @@ def _bare_loop(
     sink = ProducerSink(producer)
     ctx = workflow.Context(
         engine=engine,
-        events=WorkflowEvents(sink, topics["workflow"], environment="bench"),
+        events=WorkflowEvents(topics["workflow"], environment="bench"),
         sink=sink,
         dlq_topic=dlq_topic(topics["requests"]),
         run_id="bare-loop",
@@ -200,7 +200,6 @@ def _bare_loop(
         deadline = workflow.Deadline.for_batch(120_000)
         stamped = workflow.stamp_all(ctx, hashed, stamp_content, deadline)
         workflow.record(ctx, stamped)
-        sink.flush()
     elapsed = time.time() - started
     done = _terminal(engine)
     engine.dispose()

@@ -147,6 +147,35 @@ dead_letters = Table(
     Column("send_error", Text),
 )
 
+# The workflow events' outbox (migration 0009): each step writes one batch of its events in
+# its own transaction; a relay publishes a batch after the commit and marks it sent.
+workflow_outbox_batches = Table(
+    "workflow_outbox_batches",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("events", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Index("ix_workflow_outbox_batches_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+)
+
+workflow_outbox = Table(
+    "workflow_outbox",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    # The event's place in its batch: the order it is published in.
+    Column("seq", Integer, primary_key=True),
+    # One row per event id: the first committed bytes are the only ones published.
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    # The message key, and what says the batch may go once its workflows have ended.
+    Column("workflow_id", UUID(as_uuid=True), nullable=False),
+    Column("topic", String(255), nullable=False),
+    # The envelope's JSON text, exactly as published.
+    Column("value", Text, nullable=False),
+    # The x-signature header when EVENT_SIGNING_KEY is set.
+    Column("signature", Text),
+)
+
 # The request sensor's ledger (migration 0007): every range it handed out, open until the
 # admission that made its requests rows or dead letters.
 request_ranges = Table(

@@ -23,7 +23,6 @@ def workflow_context(
 ) -> Iterator[workflow.Context]:
     sink = ProducerSink(kafka.producer())
     events = WorkflowEvents(
-        sink,
         kafka.workflow_topic,
         environment=settings.environment,
         signing_key=settings.signing_key,
@@ -42,5 +41,3 @@ def workflow_context(
         allowed_roots=tuple(Path(r) for r in settings.allowed_roots),
         warn=context.log.warning,
     )
-    # Each step's events are on the broker before the next step starts.
-    sink.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -118,16 +119,37 @@ class ProducerSink:
             )
 
 
-class WorkflowEvents:
-    """Builds envelope v1 events for one topic and hands them to a sink in call order."""
+@dataclass(frozen=True)
+class OutboxEvent:
+    """One encoded event on its way to the outbox: these bytes are what the topic gets."""
 
-    def __init__(
-        self, sink: Sink, topic: str, *, environment: str, signing_key: str | None = None
-    ) -> None:
-        self._sink = sink
+    event_id: UUID
+    workflow_id: UUID
+    topic: str
+    value: bytes
+    signature: bytes | None
+
+
+class WorkflowEvents:
+    """Builds envelope events for one topic and keeps them, in call order, until the step's
+    transaction writes them to the outbox (`take`) or rolls back (`discard`)."""
+
+    def __init__(self, topic: str, *, environment: str, signing_key: str | None = None) -> None:
         self._topic = topic
         self._environment = environment
         self._signing_key = signing_key
+        self._pending: list[OutboxEvent] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def take(self) -> list[OutboxEvent]:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def discard(self) -> None:
+        self._pending = []
 
     def emit(
         self,
@@ -148,10 +170,10 @@ class WorkflowEvents:
             environment=self._environment,
         )
         value = encode(envelope)
-        headers = None
+        signature = None
         if self._signing_key is not None:
-            headers = [("x-signature", sign(value, self._signing_key).encode())]
-        self._sink.produce(self._topic, str(workflow_id).encode(), value, headers)
+            signature = sign(value, self._signing_key).encode()
+        self._pending.append(OutboxEvent(event_id, workflow_id, self._topic, value, signature))
         return event_id
 
     def transition(

@@ -7,11 +7,15 @@ pending or processing after ORCHESTRATOR_WORKFLOW_TIMEOUT_MS has outlived all of
 is failed with a reason and a stamp_workflow_failed event, the last resort, so a request
 that crashes its run every time cannot crash runs forever. Its producer may resubmit it
 under a new workflow id.
+
+The sweep also relays the workflow events a crash left in the outbox unsent (its own
+transaction relays like any step's), and deletes the sent events of workflows that have
+ended, which bounds the outbox by the workflows in flight.
 """
 
 import dagster as dg
 
-from bridge_dagster.orchestrator import workflow
+from bridge_dagster.orchestrator import event_outbox, workflow
 from bridge_dagster.orchestrator.context import workflow_context
 from bridge_dagster.orchestrator.store import stale_workflows
 from bridge_dagster.resources.kafka import KafkaResource
@@ -43,8 +47,14 @@ def sweep_stale(
     orphaned = [s for s in stale if s.run_id not in alive]
     with workflow_context(context, postgres, kafka, workflow_settings) as ctx:
         swept = workflow.fail_stale(ctx, orphaned, timeout_ms)
+    pruned = event_outbox.prune_sent(postgres.engine())
     context.add_output_metadata(
-        {"stale_found": len(stale), "still_running": len(stale) - len(orphaned), "failed": swept}
+        {
+            "stale_found": len(stale),
+            "still_running": len(stale) - len(orphaned),
+            "failed": swept,
+            "outbox_events_pruned": pruned,
+        }
     )
     return swept
 

@@ -43,7 +43,13 @@ from bridge_dagster.onextree.rooted_files import (
     replace_rooted_file,
     reread_rooted_file,
 )
-from bridge_dagster.orchestrator import dead_letter_outbox, range_ledger, resumption, store
+from bridge_dagster.orchestrator import (
+    dead_letter_outbox,
+    event_outbox,
+    range_ledger,
+    resumption,
+    store,
+)
 from bridge_dagster.orchestrator.events_out import Sink, WorkflowEvents
 from bridge_dagster.orchestrator.fsm import (
     IllegalTransition,
@@ -109,6 +115,12 @@ class Workflow:
     @property
     def workflow_id(self) -> UUID:
         return self.request.workflow_id
+
+    def did(self, step: str) -> None:
+        """Note a finished step once: an op retried in the same process runs it again on
+        these very objects, and `steps_executed` must not grow with retries."""
+        if step not in self.steps:
+            self.steps.append(step)
 
 
 @dataclass(frozen=True)
@@ -269,7 +281,7 @@ def start(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
             if w.workflow_id in moved:
                 _announce_start(ctx, w)
             w.state = WorkflowState.PROCESSING
-            w.steps.append("validate")
+            w.did("validate")
             ctx.events.step_completed(w.workflow_id, "validate")
         _fail(conn, ctx, failures)
     return ready
@@ -304,7 +316,7 @@ def gather_intelligence(
                 "reason": w.intelligence.get("reason"),
             },
         )
-        w.steps.append("intelligence")
+        w.did("intelligence")
         ctx.events.step_completed(w.workflow_id, "intelligence")
         moving.append(w)
     fail(ctx, failures)
@@ -326,7 +338,7 @@ def hash_all(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
             EventType.BLAKE3_HASH_GENERATED,
             {"file_hash": w.file_hash, "file_size": w.file_size, "namespace": w.request.namespace},
         )
-        w.steps.append("hash")
+        w.did("hash")
         ctx.events.step_completed(w.workflow_id, "hash")
         hashed.append(w)
     fail(ctx, failures)
@@ -399,7 +411,7 @@ def stamp_all(
                 "namespace": w.request.namespace,
             },
         )
-        w.steps.append("stamp")
+        w.did("stamp")
         ctx.events.step_completed(w.workflow_id, "stamp")
         stamped.append(w)
     fail(ctx, failures)
@@ -423,7 +435,7 @@ def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
         )
         done = [w for w in written if w.workflow_id in completed]
         for w in done:
-            w.steps.append("record")
+            w.did("record")
             w.state = WorkflowState.COMPLETED
             ctx.events.step_completed(w.workflow_id, "record")
             ctx.events.transition(
@@ -435,17 +447,21 @@ def record(ctx: Context, workflows: Sequence[Workflow]) -> list[Workflow]:
 
 @contextmanager
 def publishing(ctx: Context) -> Iterator[Connection]:
-    """A transaction whose events are on the broker before it commits, and whose dead
-    letters (stored in it) are sent after.
+    """A transaction that stores its events and dead letters, both sent after it commits.
 
-    Publishing first means a crash can never leave a committed state change without its
-    events: either the transaction rolls back and a retry does the step again, or the
-    commit fails after publishing and the retry republishes the same event ids. The relay
-    after the commit also sends what an earlier step or run left unsent.
+    The events emitted since the last step's commit, and inside this transaction, are
+    written to the outbox in it (`event_outbox`): a rollback or a failed commit stores none
+    and publishes none, and a retry emits them again. After the commit the relays send what
+    is unsent, this step's and whatever an earlier step or run left.
     """
-    with ctx.engine.begin() as conn:
-        yield conn
-        ctx.sink.flush()
+    try:
+        with ctx.engine.begin() as conn:
+            yield conn
+            batch = event_outbox.write(conn, ctx.events.take())
+    except BaseException:
+        ctx.events.discard()
+        raise
+    event_outbox.relay(ctx.engine, ctx.sink, batch)
     relayed = dead_letter_outbox.relay(ctx.engine, ctx.sink, ctx.dlq_topic)
     for key, error in relayed.refused.items():
         ctx.warn(
@@ -756,7 +772,8 @@ def _completion(w: Workflow) -> store.Completion:
         content_type=r.content_type,
         metadata=r.metadata,
         intelligence=w.intelligence,
-        steps=[*w.steps, "record"],
+        # A record step retried after its commit failed already noted "record".
+        steps=[*(step for step in w.steps if step != "record"), "record"],
     )
 
 

@@ -55,7 +55,7 @@ def _context(pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path) ->
     sink = ProducerSink(Producer({"bootstrap.servers": bootstrap}))
     return workflow.Context(
         engine=engine_for(pg),
-        events=WorkflowEvents(sink, topics.workflow, environment="test"),
+        events=WorkflowEvents(topics.workflow, environment="test"),
         sink=sink,
         dlq_topic=dlq_topic(topics.requests),
         run_id=f"run-{uuid.uuid4()}",
