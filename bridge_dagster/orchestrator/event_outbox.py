@@ -21,7 +21,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
+from psycopg2.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, text
 
 from bridge_dagster.orchestrator.events_out import OutboxEvent, Sink
@@ -43,38 +45,49 @@ class Batch:
 
 
 def write(conn: Connection, events: Sequence[OutboxEvent]) -> Batch | None:
-    """Store, as one batch, the events whose ids are not stored yet; None when none is new."""
-    fresh = _not_stored(conn, events)
+    """Store, as one batch, the events whose ids are not stored yet; None when none is new.
+
+    Usually none is stored, so the batch is copied at once; only when the unique event id
+    refuses it (a retried or resumed step emitted some again, or a concurrent writer did)
+    does it look the stored ones up and copy the rest.
+    """
+    fresh = _first_of_each(events)
     if not fresh:
         return None
+    try:
+        with conn.begin_nested():
+            return _copy(conn, fresh)
+    except UniqueViolation:
+        fresh = _not_stored(conn, fresh)
+    return _copy(conn, fresh) if fresh else None
+
+
+def _first_of_each(events: Sequence[OutboxEvent]) -> list[OutboxEvent]:
+    first: dict[UUID, OutboxEvent] = {}
+    for e in events:
+        first.setdefault(e.event_id, e)
+    return list(first.values())
+
+
+def _copy(conn: Connection, events: list[OutboxEvent]) -> Batch:
     batch_id = conn.execute(
         text("INSERT INTO workflow_outbox_batches (events) VALUES (:events) RETURNING id"),
-        {"events": len(fresh)},
+        {"events": len(events)},
     ).scalar_one()
-    lines = "".join(_copy_line(batch_id, seq, e) for seq, e in enumerate(fresh))
+    lines = "".join(_copy_line(batch_id, seq, e) for seq, e in enumerate(events))
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    # The unique event_id still guards a concurrent writer of the same id: its COPY fails,
-    # the step rolls back and its retry finds the id stored.
     cursor.copy_expert(COPY_EVENTS, io.StringIO(lines), size=1 << 20)
-    return Batch(batch_id, fresh)
+    return Batch(batch_id, events)
 
 
-def _not_stored(conn: Connection, events: Sequence[OutboxEvent]) -> list[OutboxEvent]:
-    """The first of each event id the outbox does not hold yet, in emission order."""
-    if not events:
-        return []
-    seen = set(
+def _not_stored(conn: Connection, events: list[OutboxEvent]) -> list[OutboxEvent]:
+    stored = set(
         conn.execute(
             text("SELECT event_id FROM workflow_outbox WHERE event_id = ANY(CAST(:ids AS uuid[]))"),
-            {"ids": list({str(e.event_id) for e in events})},
+            {"ids": [str(e.event_id) for e in events]},
         ).scalars()
     )
-    fresh = []
-    for e in events:
-        if e.event_id not in seen:
-            seen.add(e.event_id)
-            fresh.append(e)
-    return fresh
+    return [e for e in events if e.event_id not in stored]
 
 
 def _copy_line(batch_id: int, seq: int, e: OutboxEvent) -> str:
