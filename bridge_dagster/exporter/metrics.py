@@ -61,6 +61,11 @@ WHERE state = 'failed'
 GROUP BY 1, 2
 """)
 
+# The partial index on unsent batches keeps this small however many were sent.
+OUTBOX_UNSENT_SQL = text(
+    "SELECT COALESCE(sum(events), 0) FROM workflow_outbox_batches WHERE sent_at IS NULL"
+)
+
 AGGREGATIONS_SQL = text(f"""
 SELECT asset, status, count(*) AS attempts, sum(duration_ms) AS duration_sum,
        COALESCE(sum(events), 0) AS items, {_bucket_columns("duration_ms", AGGREGATION_BUCKETS_MS)}
@@ -104,6 +109,7 @@ class BridgeCollector(Collector):
             errors = conn.execute(WORKFLOW_ERRORS_SQL).all()
             aggregations = conn.execute(AGGREGATIONS_SQL).mappings().all()
             stale_hours = self._stale_hours(conn)
+            unsent = conn.execute(OUTBOX_UNSENT_SQL).scalar_one()
         yield from _workflow_metrics(workflows)
         yield _counter(
             "workflow_orchestration_errors_total",
@@ -116,6 +122,12 @@ class BridgeCollector(Collector):
             "aggregation_queue_size",
             "Hours with landed events that some reducer table has not aggregated since",
             stale_hours,
+        )
+        yield _gauge(
+            "bridge_workflow_outbox_unsent_events",
+            "Workflow events committed but not yet on the broker (workflow_outbox); it grows"
+            " while the broker is away and drains with the next step or sweep",
+            unsent,
         )
 
     def _stale_hours(self, conn: Connection) -> int:

@@ -22,6 +22,8 @@ from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.exporter.dagster_state import InstanceSource
+from bridge_dagster.orchestrator import event_outbox
+from bridge_dagster.orchestrator.events_out import WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.sensors.stamp_requests import REQUESTS_TAG
 from tests.integration.reducer_harness import (
@@ -184,6 +186,12 @@ def test_metrics_count_the_stored_workflows_aggregations_queues_and_lag_and_heal
     )
     produce(bootstrap, REQUEST_TOPIC, [(b"k", b"{}")] * 5)
     produce_raw(bootstrap, WORKFLOW_TOPIC, [b"late", b"later"])
+    # Two events committed while the broker was away: in the outbox, not yet relayed.
+    unsent = WorkflowEvents(WORKFLOW_TOPIC, environment="test")
+    for step in ("validate", "hash"):
+        unsent.step_completed(uuid.uuid4(), step)
+    with engine.begin() as conn:
+        event_outbox.write(conn, unsent.take())
     beat_every_daemon(instance, time.time())
 
     url = start_exporter(exporter_env(pg_address, bootstrap))
@@ -201,6 +209,7 @@ def test_metrics_count_the_stored_workflows_aggregations_queues_and_lag_and_heal
         assert total(samples, "aggregation_items_total", asset=table) == landed
     assert total(samples, "aggregation_errors_total") == 0
     assert total(samples, "aggregation_queue_size") == 0
+    assert total(samples, "bridge_workflow_outbox_unsent_events") == 2
     assert total(samples, "bridge_consumer_lag", consumer="stamp_request_sensor") == 5
     assert total(samples, "bridge_consumer_lag", consumer="landing") == 2
     assert total(samples, "bridge_exporter_source_up") == 3
