@@ -18,15 +18,14 @@ from sqlalchemy.exc import DBAPIError
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.events.requests import build_request
-from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
-from bridge_dagster.orchestrator.events_out import DeliveryFailed, ProducerSink, WorkflowEvents
+from bridge_dagster.orchestrator.events_out import DeliveryFailed, ProducerSink
 from bridge_dagster.orchestrator.jobs import sweep_stale_workflows
 from bridge_dagster.stamping import stamp_content
 from tests.conftest import Topics
 from tests.integration.test_stamp_workflow_recovery import _read_requests
 from tests.integration.workflow_harness import (
-    engine_for,
+    direct_context,
     produce,
     read_all,
     workflow_resources,
@@ -35,20 +34,6 @@ from tests.integration.workflow_harness import (
 pytestmark = pytest.mark.integration
 
 WORKFLOWS = 3
-
-
-def _context(pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path) -> workflow.Context:
-    return workflow.Context(
-        engine=engine_for(pg),
-        events=WorkflowEvents(topics.workflow, environment="test"),
-        sink=ProducerSink(Producer({"bootstrap.servers": bootstrap})),
-        dlq_topic=dlq_topic(topics.requests),
-        run_id=f"run-{uuid.uuid4()}",
-        default_namespace="omninode.bridge",
-        max_content_bytes=1 << 20,
-        allowed_roots=(root,),
-        warn=print,
-    )
 
 
 def _broker_down(ctx: workflow.Context) -> workflow.Context:
@@ -107,7 +92,7 @@ def _fail_next_commit_of_a_workflow_update(engine: Engine) -> None:
 def test_a_step_whose_commit_fails_publishes_none_of_its_events(
     pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
 ) -> None:
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     ids, accepted = _admitted(ctx, kafka_bootstrap, topics)
     _fail_next_commit_of_a_workflow_update(ctx.engine)
 
@@ -137,7 +122,7 @@ def test_a_step_whose_commit_fails_publishes_none_of_its_events(
 def test_a_step_retried_after_its_relay_failed_publishes_its_first_bytes_once(
     pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
 ) -> None:
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     ids, accepted = _admitted(ctx, kafka_bootstrap, topics)
     hashed = workflow.hash_all(ctx, workflow.start(ctx, accepted))
     deadline = workflow.Deadline.for_batch(120_000)
@@ -175,7 +160,7 @@ def test_a_step_retried_after_its_relay_failed_publishes_its_first_bytes_once(
 def test_the_sweeper_relays_what_a_crash_left_and_prunes_ended_workflows(
     pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
 ) -> None:
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     _, accepted = _admitted(ctx, kafka_bootstrap, topics)
     with pytest.raises(DeliveryFailed):
         workflow.start(_broker_down(ctx), accepted)

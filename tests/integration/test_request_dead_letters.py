@@ -15,13 +15,13 @@ from sqlalchemy import Engine, text
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events.requests import build_request
-from bridge_dagster.events.topics import MAX_DEAD_LETTER_BYTES, dlq_topic, parse_dead_letter
+from bridge_dagster.events.topics import MAX_DEAD_LETTER_BYTES, parse_dead_letter
 from bridge_dagster.orchestrator import workflow
 from bridge_dagster.orchestrator.dead_letter_outbox import DeadLetterTopicMissing
-from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from tests.conftest import Topics
 from tests.integration.workflow_harness import (
+    direct_context,
     engine_for,
     read_all,
     whole_topic_ranges,
@@ -49,21 +49,6 @@ def _partition_0(bootstrap: str, topic: str) -> list[workflow.Incoming]:
     messages = consumer.consume(high - low, timeout=10) if high > low else []
     consumer.close()
     return [workflow.Incoming.from_message(m) for m in messages]
-
-
-def _context(pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path) -> workflow.Context:
-    sink = ProducerSink(Producer({"bootstrap.servers": bootstrap}))
-    return workflow.Context(
-        engine=engine_for(pg),
-        events=WorkflowEvents(topics.workflow, environment="test"),
-        sink=sink,
-        dlq_topic=dlq_topic(topics.requests),
-        run_id=f"run-{uuid.uuid4()}",
-        default_namespace="omninode.bridge",
-        max_content_bytes=1 << 20,
-        allowed_roots=(root,),
-        warn=print,
-    )
 
 
 def _fail_once_at(engine: Engine, timing: str) -> None:
@@ -196,7 +181,7 @@ def test_without_its_dead_letter_topic_the_workflow_steps_name_it_and_keep_the_l
 ) -> None:
     _delete_topic(kafka_bootstrap, topics.requests_dlq)
     _produce_to_partition_0(kafka_bootstrap, topics.requests, [b"not json"])
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
 
     with pytest.raises(DeadLetterTopicMissing, match=re.escape(repr(topics.requests_dlq))):
         workflow.admit(ctx, _partition_0(kafka_bootstrap, topics.requests))
@@ -215,7 +200,7 @@ def test_a_database_error_at_commit_leaves_one_dead_letter_after_the_retry(
 ) -> None:
     _produce_to_partition_0(kafka_bootstrap, topics.requests, [b"not json"])
     incoming = _partition_0(kafka_bootstrap, topics.requests)
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     _fail_once_at(ctx.engine, "commit")
 
     with pytest.raises(Exception, match="injected database failure"):
@@ -230,7 +215,7 @@ def test_a_database_error_after_sending_resends_the_same_bytes_under_the_same_ke
 ) -> None:
     _produce_to_partition_0(kafka_bootstrap, topics.requests, [b"not json"])
     incoming = _partition_0(kafka_bootstrap, topics.requests)
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     _fail_once_at(ctx.engine, "mark_sent")
 
     with pytest.raises(Exception, match="injected database failure"):
@@ -249,7 +234,7 @@ def test_a_database_error_after_sending_resends_the_same_bytes_under_the_same_ke
 def test_bad_messages_at_reused_offsets_of_a_recreated_topic_are_each_dead_lettered(
     pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
 ) -> None:
-    ctx = _context(pg_address, kafka_bootstrap, topics, project_root)
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root)
     _produce_to_partition_0(kafka_bootstrap, topics.requests, [b"first bad", b"same bad"])
     workflow.admit(ctx, _partition_0(kafka_bootstrap, topics.requests))
     _delete_topic(kafka_bootstrap, topics.requests)

@@ -9,15 +9,13 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.devstack.processes import free_port
 from bridge_dagster.events.requests import build_request
-from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.orchestrator import workflow
-from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow, sweep_stale_workflows
 from bridge_dagster.resources.postgres import PostgresResource
 from bridge_dagster.resources.stamping import StampingResource
@@ -27,6 +25,7 @@ from tests.conftest import Topics
 from tests.integration.workflow_harness import (
     HAPPY_PATH,
     count,
+    direct_context,
     engine_for,
     events_by_workflow,
     produce,
@@ -152,7 +151,7 @@ def _crash_after_validation(
     pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str
 ) -> None:
     """Run admit and start under `run_id`, then stop, as a run killed mid-way would."""
-    ctx = _direct_context(pg, bootstrap, topics, root, run_id)
+    ctx = direct_context(pg, bootstrap, topics, root, run_id)
     workflow.start(ctx, workflow.admit(ctx, _read_requests(bootstrap, topics)).accepted)
 
 
@@ -172,24 +171,6 @@ def _read_requests(bootstrap: str, topics: Topics) -> list[workflow.Incoming]:
     return incoming
 
 
-def _direct_context(
-    pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str
-) -> workflow.Context:
-    """The workflow steps' context without Dagster, to stop between steps."""
-    sink = ProducerSink(Producer({"bootstrap.servers": bootstrap}))
-    return workflow.Context(
-        engine=engine_for(pg),
-        events=WorkflowEvents(topics.workflow, environment="test"),
-        sink=sink,
-        dlq_topic=dlq_topic(topics.requests),
-        run_id=run_id,
-        default_namespace="omninode.bridge",
-        max_content_bytes=1 << 20,
-        allowed_roots=(root,),
-        warn=print,
-    )
-
-
 def test_a_file_gone_after_validation_fails_only_its_own_workflow(
     pg_address: PostgresAddress, kafka_bootstrap: str, topics: Topics, project_root: Path
 ) -> None:
@@ -204,7 +185,7 @@ def test_a_file_gone_after_validation_fails_only_its_own_workflow(
             for w, p in paths.items()
         ],
     )
-    ctx = _direct_context(pg_address, kafka_bootstrap, topics, project_root, "run")
+    ctx = direct_context(pg_address, kafka_bootstrap, topics, project_root, "run")
     # No room to hold file content, so each step reads the file again.
     ctx = dataclasses.replace(ctx, max_run_content_bytes=0)
     started = workflow.start(

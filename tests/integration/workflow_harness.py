@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
+from bridge_dagster.events.topics import dlq_topic
+from bridge_dagster.orchestrator import workflow
+from bridge_dagster.orchestrator.events_out import ProducerSink, WorkflowEvents
 from bridge_dagster.orchestrator.jobs import stamp_workflow
 from bridge_dagster.orchestrator.ops import IO
 from bridge_dagster.orchestrator.range_ledger import REQUESTED_TAG
@@ -22,6 +26,7 @@ from bridge_dagster.resources.stamping import StampingResource
 from bridge_dagster.resources.tree import TreeResource
 from bridge_dagster.resources.workflow_settings import WorkflowSettings
 from bridge_dagster.sensors.stamp_requests import build_stamp_request_sensor
+from tests.conftest import Topics
 
 # The events of a workflow that completes, in order: (event_type, to_state or step).
 HAPPY_PATH = [
@@ -82,6 +87,23 @@ def workflow_resources(
         "tree": TreeResource(allowed_roots=[str(allowed_root)]),
         IO: dg.mem_io_manager,
     }
+
+
+def direct_context(
+    pg: PostgresAddress, bootstrap: str, topics: Topics, root: Path, run_id: str | None = None
+) -> workflow.Context:
+    """The workflow steps' context without Dagster, to call the steps one by one."""
+    return workflow.Context(
+        engine=engine_for(pg),
+        events=WorkflowEvents(topics.workflow, environment="test"),
+        sink=ProducerSink(Producer({"bootstrap.servers": bootstrap})),
+        dlq_topic=dlq_topic(topics.requests),
+        run_id=run_id or f"run-{uuid.uuid4()}",
+        default_namespace="omninode.bridge",
+        max_content_bytes=1 << 20,
+        allowed_roots=(root,),
+        warn=print,
+    )
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
