@@ -26,6 +26,7 @@ from tests.conftest import Topics
 from tests.integration.test_stamp_workflow_recovery import _read_requests
 from tests.integration.workflow_harness import (
     direct_context,
+    fail_once,
     produce,
     read_all,
     workflow_resources,
@@ -71,22 +72,10 @@ def _types(publications: dict[str, list[bytes]]) -> list[str]:
 
 def _fail_next_commit_of_a_workflow_update(engine: Engine) -> None:
     """The next transaction that updates workflow_executions fails at COMMIT, as a dropped
-    connection or a terminated run would; a deferred constraint trigger runs at commit."""
-    with engine.begin() as conn:
-        conn.execute(text("CREATE SEQUENCE injected_failures"))
-        conn.execute(
-            text(
-                "CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                " IF nextval('injected_failures') = 1 THEN"
-                " RAISE EXCEPTION 'injected commit failure'; END IF; RETURN NULL; END $$"
-            )
-        )
-        conn.execute(
-            text(
-                "CREATE CONSTRAINT TRIGGER fail_once AFTER UPDATE ON workflow_executions"
-                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_once()"
-            )
-        )
+    connection or a terminated run would."""
+    fail_once(
+        engine, "workflow_executions", "UPDATE", at_commit=True, message="injected commit failure"
+    )
 
 
 def test_a_step_whose_commit_fails_publishes_none_of_its_events(

@@ -23,6 +23,7 @@ from tests.conftest import Topics
 from tests.integration.workflow_harness import (
     direct_context,
     engine_for,
+    fail_once,
     read_all,
     whole_topic_ranges,
     workflow_resources,
@@ -52,29 +53,11 @@ def _partition_0(bootstrap: str, topic: str) -> list[workflow.Incoming]:
 
 
 def _fail_once_at(engine: Engine, timing: str) -> None:
-    """Make the next write of a dead_letters row fail once, at `timing`.
-
-    A sequence, because it is the one thing a rolled-back transaction does not undo.
-    """
-    event, deferral = {
-        "commit": ("INSERT", "DEFERRABLE INITIALLY DEFERRED"),
-        "mark_sent": ("UPDATE", ""),
-    }[timing]
-    with engine.begin() as conn:
-        conn.execute(text("CREATE SEQUENCE injected_failures"))
-        conn.execute(
-            text(
-                "CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                " IF nextval('injected_failures') = 1 THEN"
-                " RAISE EXCEPTION 'injected database failure'; END IF; RETURN NULL; END $$"
-            )
-        )
-        conn.execute(
-            text(
-                f"CREATE CONSTRAINT TRIGGER fail_once AFTER {event} ON dead_letters {deferral}"
-                " FOR EACH ROW EXECUTE FUNCTION fail_once()"
-            )
-        )
+    """Make the next write of a dead_letters row fail once, at `timing`."""
+    event, at_commit = {"commit": ("INSERT", True), "mark_sent": ("UPDATE", False)}[timing]
+    fail_once(
+        engine, "dead_letters", event, at_commit=at_commit, message="injected database failure"
+    )
 
 
 def test_a_420_kb_malformed_request_gets_a_bounded_dead_letter_and_its_batch_completes(

@@ -106,6 +106,28 @@ def direct_context(
     )
 
 
+def fail_once(engine: Engine, table: str, event: str, *, at_commit: bool, message: str) -> None:
+    """Make the next `event` (INSERT or UPDATE) on `table` fail once, when it runs or at its
+    transaction's COMMIT, as a dropped connection would. A sequence counts the attempts,
+    because it is the one thing a rolled-back transaction does not undo."""
+    deferral = "DEFERRABLE INITIALLY DEFERRED" if at_commit else ""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE SEQUENCE injected_failures"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF nextval('injected_failures') = 1 THEN"
+                f" RAISE EXCEPTION '{message}'; END IF; RETURN NULL; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE CONSTRAINT TRIGGER fail_once AFTER {event} ON {table} {deferral}"
+                " FOR EACH ROW EXECUTE FUNCTION fail_once()"
+            )
+        )
+
+
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
     producer = Producer(
         {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
