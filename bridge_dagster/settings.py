@@ -37,6 +37,10 @@ class ConfigError(ValueError):
     """A configuration value that the project cannot start with."""
 
 
+# A landing commits one batch on one connection while it looks up the next on another.
+MIN_POOL_SIZE = 2
+
+
 @dataclass(frozen=True)
 class Variable:
     name: str
@@ -54,7 +58,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("POSTGRES_PASSWORD", None, "required with POSTGRES_HOST; never has a default"),
     Variable("POSTGRES_SSL_MODE", "prefer", "libpq sslmode: " + ", ".join(SSL_MODES)),
     Variable("POSTGRES_POOL_MIN_SIZE", "2", "connections kept open per process"),
-    Variable("POSTGRES_POOL_MAX_SIZE", "10", "most connections per process"),
+    Variable(
+        "POSTGRES_POOL_MAX_SIZE",
+        "10",
+        "most connections per process; at least 2 (a landing uses 2)",
+    ),
     Variable("POSTGRES_QUERY_TIMEOUT", "60", "statement timeout, seconds"),
     Variable("POSTGRES_ACQUIRE_TIMEOUT", "15", "wait for a pooled connection, seconds"),
     Variable(
@@ -337,7 +345,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             password=_password(env),
             ssl_mode=get.choice("POSTGRES_SSL_MODE", SSL_MODES),
             pool_min_size=get.positive("POSTGRES_POOL_MIN_SIZE"),
-            pool_max_size=get.positive("POSTGRES_POOL_MAX_SIZE"),
+            pool_max_size=get.parsed(
+                "POSTGRES_POOL_MAX_SIZE",
+                lambda v: _at_least(v, MIN_POOL_SIZE),
+                f"is below {MIN_POOL_SIZE}: a landing holds two connections at once, one"
+                " committing a batch while the other looks up the next",
+            ),
             query_timeout_s=get.positive("POSTGRES_QUERY_TIMEOUT"),
             acquire_timeout_s=get.positive("POSTGRES_ACQUIRE_TIMEOUT"),
         ),
@@ -491,6 +504,13 @@ def _port(value: str) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(value)
     return port
+
+
+def _at_least(value: str, minimum: int) -> int:
+    number = int(value)
+    if number < minimum:
+        raise ValueError(value)
+    return number
 
 
 def _positive_int(value: str) -> int:

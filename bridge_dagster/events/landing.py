@@ -14,6 +14,7 @@ it refuses invalid UTF-8 and lone surrogates, as PostgreSQL's jsonb does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -37,6 +38,9 @@ IMPLIED_STATE = {
 }
 # A clock this far ahead is wrong; its day partition would be created for nothing.
 MAX_FUTURE = timedelta(days=1)
+# The lowercase 8-4-4-4-12 form str(UUID) writes, which producers send.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_HEX = re.compile(r"[0-9a-fA-F]{32}")
 
 
 class RejectCode(StrEnum):
@@ -69,6 +73,7 @@ class LandedEvent:
     """Ids are canonical lowercase UUID text: landing writes them out as text anyway."""
 
     event_id: str
+    # In UTC.
     event_timestamp: datetime
     # The producer's text when PostgreSQL surely reads it as written, else isoformat().
     timestamp_text: str
@@ -134,14 +139,17 @@ def _parse(raw: bytes | None, signature: bytes | None, admission: Admission) -> 
         raise _Reject(RejectCode.NOT_AN_ENVELOPE, "payload is missing or not a JSON object")
     stamp = envelope.get("event_timestamp")
     timestamp = _timestamp(stamp, admission)
-    as_written = _reads_as_written(stamp)
+    if timestamp.tzinfo is not UTC:
+        # Landing passes it to PostgreSQL, which refuses offsets beyond ±15:59.
+        timestamp = timestamp.astimezone(UTC)
+    timestamp_text, utc_hour = _timestamp_text(stamp, timestamp)
     return LandedEvent(
-        event_id=_uuid(envelope, "event_id"),
+        event_id=_uuid(envelope.get("event_id"), "event_id"),
         event_timestamp=timestamp,
-        timestamp_text=stamp if as_written else timestamp.isoformat(),
-        utc_hour=_utc_hour(stamp, as_written, timestamp),
+        timestamp_text=timestamp_text,
+        utc_hour=utc_hour,
         event_type=event_type,
-        correlation_id=_uuid(envelope, "correlation_id"),
+        correlation_id=_uuid(envelope.get("correlation_id"), "correlation_id"),
         namespace=_namespace(payload.get("namespace")),
         state=_to_state(payload)
         if event_type == EventType.WORKFLOW_STATE_TRANSITION
@@ -200,51 +208,52 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def _uuid(envelope: dict[str, Any], name: str) -> str:
-    value = envelope.get(name)
-    # The canonical form is what producers send; checking it is 4x cheaper than a regex.
-    if isinstance(value, str) and _is_canonical_uuid(value):
+def _uuid(value: Any, name: str) -> str:
+    """The canonical text of a UUID, which PostgreSQL reads as written."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
         return value
-    try:
-        return str(UUID(value))
-    except (TypeError, ValueError, AttributeError):
-        raise _Reject(RejectCode.NOT_AN_ENVELOPE, f"{name} {value!r} is not a UUID") from None
+    # Braces, a urn:uuid: prefix, no dashes or capitals, as UUID() takes them; not UUID()
+    # itself, whose int() also takes spaces and underscores among the digits.
+    if type(value) is str:
+        digits = value.removeprefix("urn:").removeprefix("uuid:").strip("{}").replace("-", "")
+        if _UUID_HEX.fullmatch(digits):
+            return str(UUID(hex=digits))
+    raise _Reject(RejectCode.NOT_AN_ENVELOPE, f"{name} {value!r} is not a UUID")
 
 
-def _is_canonical_uuid(value: str) -> bool:
-    """Lowercase 8-4-4-4-12 hex, as str(UUID) writes it."""
-    if len(value) != 36 or value[8] != "-" or value[13] != "-" or value[18] != "-":
-        return False
-    if value[23] != "-" or value != value.lower():
-        return False
-    try:
-        bytes.fromhex(value.replace("-", ""))
-    except ValueError:
-        return False
-    return True
+def _timestamp_text(stamp: str, utc: datetime) -> tuple[str, str]:
+    """The time as COPY writes it, and its UTC hour ("2026-12-01T10")."""
+    if _reads_as_written(stamp):
+        if stamp[-1] == "Z" or stamp.endswith("+00:00"):
+            return stamp, stamp[:13]
+        return stamp, utc.isoformat()[:13]
+    written = utc.isoformat()
+    return written, written[:13]
 
 
 def _reads_as_written(stamp: str) -> bool:
-    """Whether PostgreSQL surely reads a time `datetime.fromisoformat` accepted as written:
-    YYYY-MM-DDTHH:MM:SS, an optional .fraction, then Z or ±HH:MM. Python also accepts week
-    dates, the basic format and comma fractions: written out again instead."""
-    return (
-        len(stamp) >= 20
-        and stamp[4] == "-"
-        and stamp[7] == "-"
-        and stamp[10] == "T"
-        and stamp[13] == ":"
-        and stamp[16] == ":"
-        and stamp[19] in ".Z+-"
-        and (stamp[-1] == "Z" or stamp[-3] == ":")
-        and "," not in stamp
-    )
-
-
-def _utc_hour(stamp: str, as_written: bool, when: datetime) -> str:
-    if as_written and (stamp[-1] == "Z" or stamp.endswith("+00:00")):
-        return stamp[:13]
-    return when.astimezone(UTC).isoformat()[:13]
+    """Whether PostgreSQL reads a time `datetime.fromisoformat` accepted as the same instant:
+    YYYY-MM-DDTHH:MM:SS, an optional fraction of at most six digits, then Z or an offset
+    ±HH:MM within PostgreSQL's ±15:59. Python also accepts week dates, the basic format, comma
+    fractions, longer fractions (which it truncates and PostgreSQL rounds, into another hour or
+    day at worst) and offsets PostgreSQL refuses: those are written out again, in UTC."""
+    if (
+        len(stamp) < 20
+        or stamp[4] != "-"
+        or stamp[7] != "-"
+        or stamp[10] != "T"
+        or stamp[13] != ":"
+        or stamp[16] != ":"
+        or "," in stamp
+    ):
+        return False
+    if stamp[-1] == "Z":
+        end = len(stamp) - 1
+    elif stamp[-6] in "+-" and stamp[-3] == ":" and stamp[-5:-3] <= "15":
+        end = len(stamp) - 6
+    else:
+        return False
+    return end == 19 or (stamp[19] == "." and 21 <= end <= 26)
 
 
 def _timestamp(value: Any, admission: Admission) -> datetime:

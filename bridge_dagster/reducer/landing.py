@@ -7,6 +7,15 @@ dead letters of its malformed messages and the positions after it. A crash at an
 therefore leaves either the whole batch or none of it, and the next landing resumes where the
 last commit left off. Rows are also idempotent on event_id, so re-sent events land once.
 
+Three threads share the work: the caller's thread reads and parses batch N+2, a look-up
+thread on a second connection finds what of batch N+1 is already landed and which namespaces
+its workflows have, and the commit thread writes batch N. The look-ups only read, and they see
+every batch up to N-1 committed; batch N, not committed yet, is taken from memory, so they
+decide exactly what they would once batch N had committed. A batch commits only after the one
+before it did, so a failed batch stops the landing before any later one commits. About
+three batches (AGGREGATION_BATCH_SIZE messages each) are held at once: the one read, the one
+looked up and the one committing.
+
 Dead letters are an outbox: written with their batch, produced after the commit, marked sent
 once the broker has them; what a crash left unsent is sent by the next landing. A dead letter
 may thus be produced twice after a crash, byte-identical, never lost.
@@ -42,6 +51,10 @@ LANDING_LOCK = 0x6272_6964_6765  # "bridge"
 LOCK_WAIT_S = 120.0
 # Workflows whose namespace a landing keeps in memory between batches (about 100 bytes each).
 MAX_REMEMBERED_WORKFLOWS = 200_000
+# An event id already landed this long before or after a batch's hours is a duplicate: a
+# re-publication carries the same (byte-identical) timestamp, and the window also catches a
+# producer that stamped one with a later time.
+EVENT_ID_WINDOW = timedelta(days=1)
 COPY_COLUMNS = (
     "event_id, event_timestamp, event_type, correlation_id, namespace, state,"
     ' content_type, file_size, latency_ms, topic, partition, "offset", envelope'
@@ -97,10 +110,11 @@ class LandingResult:
         return self.read / self.seconds if self.seconds else 0.0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, a cost per event.
+@dataclass(slots=True)
 class _Row:
-    """An event with its COPY line made ahead, but for the namespace, which the commit
-    may still have to look up: line = head + namespace + tail."""
+    """An event with its COPY line made ahead, but for the namespace, which the look-ups
+    may still have to find: line = head + namespace + tail."""
 
     event: LandedEvent
     head: str
@@ -109,11 +123,9 @@ class _Row:
 
 @dataclass
 class _Memory:
-    """What a landing learned from the database in earlier batches, so later ones need not
-    ask again: the day partitions that exist, and the namespaces of workflows whose
-    workflow_namespaces row holds just that (this landing wrote it, or read it)."""
+    """The namespaces of workflows whose workflow_namespaces row holds just that (this landing
+    wrote it, or read it), so later batches need not ask again. Only the look-ups use it."""
 
-    days: set[date]
     namespaces: dict[str, str] = field(default_factory=dict)
 
     def remember(self, namespaces: Iterable[tuple[str, str]]) -> None:
@@ -133,6 +145,24 @@ class _Batch:
     in_batch_duplicates: int = 0
 
 
+@dataclass
+class _Prepared:
+    """A batch as its look-ups left it for its commit."""
+
+    batch: _Batch
+    # The rows no earlier batch landed, by event id, and the UTC hours they fall in.
+    rows: dict[str, _Row] = field(default_factory=dict)
+    hours: Counter[str] = field(default_factory=Counter)
+    # The namespace of each workflow of the rows, where known.
+    namespaces: dict[str, str] = field(default_factory=dict)
+    # Workflows whose first namespace this batch records: their namespace and its event's time.
+    registered: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    # Events whose workflow has no namespace yet: attributed when one of its events names one.
+    orphans: list[LandedEvent] = field(default_factory=list)
+    # The registered workflows with such events from earlier batches, to be attributed now.
+    waiting: list[str] = field(default_factory=list)
+
+
 def land(
     engine: Engine,
     consumer: Consumer,
@@ -144,32 +174,51 @@ def land(
     """Land what the topic holds now, at most `config.max_events` messages."""
     result = LandingResult()
     started = time.perf_counter()
-    with engine.connect() as conn, _landing_lock(conn):
+    with engine.connect() as conn, _landing_lock(conn), engine.connect() as look:
         relay_dead_letters(conn, producer, dlq_topic(config.topic))
         targets = _plan(conn, consumer, config, result)
-        memory = _Memory(days=event_days.existing_days(conn))
+        days = event_days.existing_days(conn)
         conn.commit()
+        memory = _Memory()
 
-        def commit(batch: _Batch) -> None:
+        def prepare(batch: _Batch, previous: Future[_Prepared] | None) -> _Prepared:
+            # The look-ups run one batch at a time, so the previous batch's are done.
+            before = None if previous is None else previous.result()
+            with look.begin():
+                return _prepare(look, batch, memory, before)
+
+        def commit(prepared: Future[_Prepared], previous: Future[None] | None) -> None:
+            if previous is not None:
+                # Raises what failed the previous batch: nothing commits after a failure, so
+                # no position moves past events that did not land.
+                previous.result()
+            ready = prepared.result()
             with conn.begin():
-                _commit_batch(conn, batch, config, memory, result)
+                _commit_batch(conn, ready, config, days, result)
             result.batches += 1
             result.seconds = time.perf_counter() - started
             if on_batch is not None:
                 on_batch(result)
 
-        # PostgreSQL works on one batch while this thread reads and parses the next: on two
-        # cores that nearly halves a landing's time. Batches still commit one by one, in order.
         with (
             _without_cycle_collection(),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-commit") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-lookup") as lookups,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-commit") as writer,
         ):
-            pending: Future[None] | None = None
+            prepared: Future[_Prepared] | None = None
+            commits: list[Future[None]] = []
             for batch in _batches(consumer, config, targets):
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(commit, batch)
-            if pending is not None:
+                if len(commits) >= 2:
+                    # This batch's look-ups take the previous batch from memory and every
+                    # earlier one from the database: the one before the previous must have
+                    # committed.
+                    commits[-2].result()
+                prepared = lookups.submit(prepare, batch, prepared)
+                commits = [
+                    *commits[-1:],
+                    writer.submit(commit, prepared, commits[-1] if commits else None),
+                ]
+            for pending in commits:
                 pending.result()
         relay_dead_letters(conn, producer, dlq_topic(config.topic))
     result.seconds = time.perf_counter() - started
@@ -353,28 +402,44 @@ def _letter(message: Message, rejected: Rejected, topic: str) -> dict[str, objec
     return {"source": source, "code": str(rejected.code), "reason": reason, "value": value}
 
 
+def _prepare(
+    conn: Connection, batch: _Batch, memory: _Memory, previous: _Prepared | None
+) -> _Prepared:
+    """Read-only: which rows of the batch are new, and the namespaces of their workflows.
+
+    `conn` sees every batch before `previous` committed; `previous` may not be yet, so what
+    it lands and registers is taken from it, as the database would show it once committed.
+    """
+    prepared = _Prepared(batch)
+    if not batch.rows:
+        return prepared
+    # Counted on the hour's text, cheaper than a datetime per event.
+    hours = Counter([r.event.utc_hour for r in batch.rows.values()])
+    rows = _new_rows(conn, batch.rows, min(hours), max(hours), previous)
+    if len(rows) < len(batch.rows):
+        hours = Counter([r.event.utc_hour for r in rows.values()])
+    if rows:
+        prepared.rows = rows
+        prepared.hours = hours
+        _attribute(conn, prepared, memory, previous)
+    return prepared
+
+
 def _commit_batch(
     conn: Connection,
-    batch: _Batch,
+    prepared: _Prepared,
     config: LandingConfig,
-    memory: _Memory,
+    days: set[date],
     result: LandingResult,
 ) -> None:
-    rows = list(batch.rows.values())
+    batch = prepared.batch
+    rows = list(prepared.rows.values())
     touched: Counter[datetime] = Counter()
     if rows:
-        # Counted on the hour's text, cheaper than a datetime per event.
-        hours = Counter([r.event.utc_hour for r in rows])
-        event_days.ensure_days(conn, {date.fromisoformat(h[:10]) for h in hours}, memory.days)
-        landed = _new_rows(conn, rows, min(hours), max(hours))
-        if len(landed) < len(rows):
-            hours = Counter([r.event.utc_hour for r in landed])
-        rows = landed
-    if rows:
-        touched.update({_hour(h): n for h, n in hours.items()})
-        namespaces, late_hours = _attribute(conn, rows, memory)
-        _copy(conn, rows, namespaces)
-        touched.update(dict.fromkeys(late_hours, 0))
+        event_days.ensure_days(conn, {date.fromisoformat(h[:10]) for h in prepared.hours}, days)
+        touched.update({_hour(h): n for h, n in prepared.hours.items()})
+        touched.update(dict.fromkeys(_record_namespaces(conn, prepared), 0))
+        _copy(conn, rows, prepared.namespaces)
     if touched:
         ordered = sorted(touched)
         conn.execute(
@@ -405,51 +470,121 @@ def _hour(utc_hour: str) -> datetime:
     return datetime.fromisoformat(utc_hour).replace(tzinfo=UTC)
 
 
-def _new_rows(conn: Connection, rows: list[_Row], first_hour: str, last_hour: str) -> list[_Row]:
-    existing = set(
-        conn.execute(
-            query("landing_existing_ids"),
-            {
-                "ids": _ids(r.event.event_id for r in rows),
-                "earliest": _hour(first_hour),
-                "latest": _hour(last_hour) + timedelta(hours=1),
-            },
-        ).scalars()
-    )
-    if not existing:
+def _new_rows(
+    conn: Connection,
+    rows: dict[str, _Row],
+    first_hour: str,
+    last_hour: str,
+    previous: _Prepared | None,
+) -> dict[str, _Row]:
+    low = _hour(first_hour) - EVENT_ID_WINDOW
+    high = _hour(last_hour) + timedelta(hours=1) + EVENT_ID_WINDOW
+    params = {"ids": _ids(rows), "low": low, "high": high}
+    landed = {str(e) for e in conn.execute(query("landing_existing_ids"), params).scalars()}
+    if previous is not None:
+        # The previous batch's rows, not committed yet, as the query will find them.
+        before = previous.rows
+        landed.update(
+            i for i in rows.keys() & before.keys() if low <= before[i].event.event_timestamp < high
+        )
+    if not landed:
         return rows
-    landed = {str(e) for e in existing}
-    return [r for r in rows if r.event.event_id not in landed]
+    return {i: r for i, r in rows.items() if i not in landed}
 
 
 def _attribute(
-    conn: Connection, rows: list[_Row], memory: _Memory
-) -> tuple[dict[str, str], set[datetime]]:
-    """The namespace of each workflow of the rows, where known, and the hours of earlier
-    events that a namespace first named here attributed."""
+    conn: Connection, prepared: _Prepared, memory: _Memory, previous: _Prepared | None
+) -> None:
+    """The namespace of each workflow of the rows, where known; the workflows whose first
+    namespace the batch records; and the events left without one."""
+    rows = prepared.rows.values()
+    # Registered by the previous batch, whose commit the database may not show yet.
+    before = {} if previous is None else previous.registered
     remembered = memory.namespaces
+    workflows: set[str] = set()
     named: dict[str, tuple[str, datetime]] = {}
     for r in rows:
         e = r.event
         w = e.correlation_id
+        workflows.add(w)
         if e.namespace is not None and w not in named and w not in remembered:
             named[w] = (e.namespace, e.event_timestamp)
-    new = _register_namespaces(conn, named)
+    new = _unregistered(conn, named, before)
     memory.remember((w, named[w][0]) for w in new)
     namespaces = {w: ns for w, (ns, _) in named.items()}
-    unnamed = {r.event.correlation_id for r in rows} - namespaces.keys()
+    unnamed = workflows - namespaces.keys()
     namespaces.update((w, remembered[w]) for w in unnamed & remembered.keys())
     unnamed -= remembered.keys()
     if unnamed:
-        found = conn.execute(query("landing_known_namespaces"), {"workflow_ids": _ids(unnamed)})
-        looked_up = [(str(w), ns) for w, ns in found.all()]
+        looked_up = {w: before[w][0] for w in unnamed & before.keys()}
+        if unnamed - looked_up.keys():
+            found = conn.execute(
+                query("landing_known_namespaces"),
+                {"workflow_ids": _ids(unnamed - looked_up.keys())},
+            )
+            looked_up.update((str(w), ns) for w, ns in found.all())
         namespaces.update(looked_up)
-        memory.remember(looked_up)
-    orphans = [
-        r.event
-        for r in rows
-        if r.event.namespace is None and r.event.correlation_id not in namespaces
-    ]
+        memory.remember(looked_up.items())
+    prepared.namespaces = namespaces
+    prepared.registered = {w: named[w] for w in new}
+    if not workflows <= namespaces.keys():
+        prepared.orphans = [
+            r.event
+            for r in rows
+            if r.event.namespace is None and r.event.correlation_id not in namespaces
+        ]
+    prepared.waiting = _waiting(conn, new, previous)
+
+
+def _waiting(conn: Connection, workflows: list[str], previous: _Prepared | None) -> list[str]:
+    """Those of `workflows` with events waiting for a namespace: in unattributed_events, or
+    left so by the previous batch, which may not have committed."""
+    if not workflows:
+        return []
+    found = conn.execute(query("landing_waiting"), {"workflow_ids": _ids(workflows)}).scalars()
+    waiting = {str(w) for w in found}
+    if previous is not None:
+        waiting.update(e.correlation_id for e in previous.orphans)
+    return [w for w in workflows if w in waiting]
+
+
+def _unregistered(
+    conn: Connection,
+    named: dict[str, tuple[str, datetime]],
+    before: dict[str, tuple[str, datetime]],
+) -> list[str]:
+    """The workflows of `named` that workflow_namespaces does not hold, nor will once the
+    previous batch (which registers `before`) has committed."""
+    asked = [w for w in named if w not in before]
+    if not asked:
+        return []
+    found = conn.execute(query("landing_known_namespaces"), {"workflow_ids": _ids(asked)})
+    known = {str(w) for w, _ in found.all()}
+    return [w for w in asked if w not in known]
+
+
+def _record_namespaces(conn: Connection, prepared: _Prepared) -> set[datetime]:
+    """Write what the look-ups found: the workflows' first namespaces and the events left
+    without one; the earlier events that a namespace first named here attributes take it.
+    Returns the hours of those events, to be aggregated again."""
+    registered = prepared.registered
+    if registered:
+        ids = list(registered)
+        params = {
+            "workflow_ids": _ids(ids),
+            "namespaces": _array(registered[w][0] for w in ids),
+            "seen": _array(registered[w][1].isoformat() for w in ids),
+        }
+        # It returns the workflows it inserted: all of them, unless one was registered already.
+        inserted = conn.execute(query("landing_register_namespaces"), params).rowcount
+        if inserted != len(registered):
+            # Only a second writer of workflow_namespaces could cause this, and the landing lock
+            # excludes one; the batch rolls back rather than attribute events wrongly.
+            raise RuntimeError(
+                "workflow_namespaces changed while this landing held the landing lock; the"
+                " batch was rolled back, run the landing again"
+            )
+    orphans = prepared.orphans
     if orphans:
         conn.execute(
             query("landing_remember_unattributed"),
@@ -459,29 +594,21 @@ def _attribute(
                 "workflow_ids": _ids(e.correlation_id for e in orphans),
             },
         )
-    late: set[datetime] = set()
-    if new:
-        found = conn.execute(query("landing_attribute_late"), {"workflow_ids": _ids(new)})
-        late = set(found.scalars())
-    return namespaces, late
-
-
-def _register_namespaces(conn: Connection, named: dict[str, tuple[str, datetime]]) -> list[str]:
-    """Record the first namespace of each workflow; returns the workflows new to the table."""
-    if not named:
-        return []
-    ids = list(named)
-    params = {
-        "workflow_ids": _ids(ids),
-        "namespaces": [named[w][0] for w in ids],
-        "seen": [named[w][1] for w in ids],
-    }
-    return [str(w) for w in conn.execute(query("landing_register_namespaces"), params).scalars()]
+    if not prepared.waiting:
+        return set()
+    found = conn.execute(query("landing_attribute_late"), {"workflow_ids": _ids(prepared.waiting)})
+    return set(found.scalars())
 
 
 def _ids(ids: Iterable[str]) -> str:
     """UUIDs for `string_to_array(:ids, ',')`: half the cost of binding a list of 10,000."""
     return ",".join(ids)
+
+
+def _array(values: Iterable[str]) -> str:
+    """An array literal for `CAST(:values AS text[])` (or timestamptz[]), of values that hold
+    no quote or backslash (namespaces, ISO times): a sixth cheaper than binding a list."""
+    return "{" + ",".join(f'"{v}"' for v in values) + "}"
 
 
 def _row(e: LandedEvent, topic: str, partition: int, offset: int) -> _Row:
@@ -518,9 +645,12 @@ def _copy(conn: Connection, rows: list[_Row], namespaces: dict[str, str]) -> Non
     parts: list[str] = []
     for r in rows:
         parts += (r.head, r.event.namespace or namespaces.get(r.event.correlation_id, NULL), r.tail)
+    data = "".join(parts).encode()
     cursor = conn.connection.dbapi_connection.cursor()
     copy = f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN"
-    cursor.copy_expert(copy, io.StringIO("".join(parts)), size=1 << 20)
+    # The batch in one write, as bytes: fed text, psycopg2 encodes and sends it a megabyte at
+    # a time, taking the GIL back from the parse thread for each; this halves its Python time.
+    cursor.copy_expert(copy, io.BytesIO(data), size=len(data))
 
 
 def _store_letters(conn: Connection, letters: list[dict[str, object]], dlq: str) -> None:

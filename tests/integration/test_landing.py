@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,10 @@ from sqlalchemy import Engine, create_engine, text
 
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events import synthetic
-from bridge_dagster.events.envelope import make_event
+from bridge_dagster.events.envelope import EventEnvelope, encode, make_event
 from bridge_dagster.events.topics import MAX_DEAD_LETTER_ORIGINAL, parse_dead_letter
 from bridge_dagster.events.types import EventType
+from bridge_dagster.reducer import event_days, landing
 from bridge_dagster.reducer.landing import LANDING_LOCK
 from tests.conftest import Topics
 from tests.integration.reducer_harness import (
@@ -227,6 +230,24 @@ def test_text_that_copy_must_escape_lands_as_sent(
     assert namespace == "a.ns"
 
 
+def test_an_event_postgresql_would_refuse_as_written_does_not_stop_landing(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    event = json.loads(events_of(1)[1].model_dump_json())
+    # Python reads both as written; PostgreSQL refuses both, so written as they came they
+    # would fail every retry of their batch.
+    far_offset = {
+        **event,
+        "event_timestamp": BASE_HOUR.astimezone(timezone(timedelta(hours=16))).isoformat(),
+    }
+    spaced_id = {**event, "event_id": event["event_id"][:-2] + "  "}
+    produce_raw(kafka_bootstrap, topics.workflow, [json.dumps(far_offset).encode()])
+    produce_raw(kafka_bootstrap, topics.workflow, [json.dumps(spaced_id).encode()])
+    result = land_all(engine, kafka_bootstrap, topics.workflow)
+    assert (result.landed, result.dead_lettered) == (1, 1)
+    assert count(engine, "SELECT count(*) FROM workflow_events") == 1
+
+
 def test_malformed_events_are_dead_lettered_with_reasons_and_landing_goes_on(
     engine: Engine, kafka_bootstrap: str, topics: Topics
 ) -> None:
@@ -361,3 +382,184 @@ def test_a_second_landing_waits_for_the_first_then_lands_what_is_left(
     result = land_all(engine, kafka_bootstrap, topics.workflow)
     assert time.monotonic() - started >= 1.5, "landed while another held the lock"
     assert result.landed == len(events)
+
+
+# The next tests hold the landing's first batch before its commit, from a second session, so
+# the second batch's look-ups run while the first has not committed: the case the look-up
+# thread must get right from memory. All events go to one partition, in order, so the
+# batches are exactly the slices named.
+
+
+def produce_in_order(bootstrap: str, topic: str, events: list[EventEnvelope]) -> None:
+    produce_raw(bootstrap, topic, [encode(e) for e in events])
+
+
+@contextmanager
+def writes_held(engine: Engine, table: str, seconds: float) -> Iterator[None]:
+    """`table` takes no writes for `seconds`: a batch's commit waits at its first write there."""
+    holder = engine.connect()
+    holder.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))
+    # invalidate() closes the session, which ends its transaction and frees the lock.
+    threading.Timer(seconds, holder.invalidate).start()
+    started = time.monotonic()
+    yield
+    assert time.monotonic() - started >= seconds, "the landing did not wait for the lock"
+
+
+def test_a_duplicate_in_the_next_batch_is_dropped_while_the_first_has_not_committed(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    [flow] = flows(1)
+    events = synthetic.events(flow, environment="test")
+    stamped_later = events[3].model_copy(
+        update={"event_timestamp": events[3].event_timestamp + timedelta(minutes=7)}
+    )
+    # Batch 1: events 0-3. Batch 2: a byte-identical copy of event 1, event 3 stamped again
+    # later, and events 4-5.
+    produce_in_order(
+        kafka_bootstrap, topics.workflow, [*events[:4], events[1], stamped_later, *events[4:6]]
+    )
+    with writes_held(engine, "landing_positions", 1.5):
+        result = land_all(engine, kafka_bootstrap, topics.workflow, batch_size=4)
+    assert (result.landed, result.duplicates) == (6, 2)
+    assert count(engine, "SELECT count(*) FROM workflow_events") == 6
+    assert count(engine, "SELECT count(DISTINCT event_id) FROM workflow_events") == 6
+
+
+def test_an_event_whose_namespace_comes_in_the_next_batch_takes_it_before_its_own_committed(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    [flow] = flows(1)
+    events = synthetic.events(flow, environment="test")
+    # Batch 1: the workflow's first event, which names no namespace; batch 2: the next,
+    # which does.
+    produce_in_order(kafka_bootstrap, topics.workflow, events[:2])
+    with writes_held(engine, "landing_positions", 1.5):
+        land_all(engine, kafka_bootstrap, topics.workflow, batch_size=1)
+    with engine.connect() as conn:
+        namespaces = conn.execute(text("SELECT namespace FROM workflow_events")).scalars().all()
+    assert namespaces == [flow.namespace, flow.namespace]
+    assert count(engine, "SELECT count(*) FROM unattributed_events") == 0
+
+
+def namespace_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[synthetic.Workflow, list[EventEnvelope], list[EventEnvelope]]:
+    """A first batch that registers a workflow's namespace and then forgets it, and the
+    workflow's remaining events; the second batch cannot find the namespace in memory.
+
+    Batch 1 is another workflow's unnamed first event, then the workflow's first two events
+    (the second names its namespace). With a memory of no workflows, the look-up of the other
+    workflow's namespace clears what registering this one remembered.
+    """
+    monkeypatch.setattr(landing, "MAX_REMEMBERED_WORKFLOWS", 0)
+    flow, other = flows(2)
+    events = synthetic.events(flow, environment="test")
+    first = [synthetic.events(other, environment="test")[0], *events[:2]]
+    return flow, first, events[2:]
+
+
+def test_events_in_the_next_batch_take_the_namespace_a_batch_not_yet_committed_registered(
+    engine: Engine, kafka_bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow, first, rest = namespace_split(monkeypatch)
+    unnamed = [e for e in rest if "namespace" not in e.payload][:2]
+    produce_in_order(kafka_bootstrap, topics.workflow, [*first, *unnamed])
+    with writes_held(engine, "landing_positions", 1.5):
+        land_all(engine, kafka_bootstrap, topics.workflow, batch_size=len(first))
+    named = count(
+        engine,
+        f"SELECT count(*) FROM workflow_events WHERE correlation_id = '{flow.workflow_id}'"
+        f" AND namespace = '{flow.namespace}'",
+    )
+    assert named == 4
+    # Only the other workflow's event waits for a namespace.
+    assert count(engine, "SELECT count(*) FROM unattributed_events") == 1
+
+
+def test_a_workflow_named_again_in_the_next_batch_is_registered_once(
+    engine: Engine, kafka_bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow, first, rest = namespace_split(monkeypatch)
+    again = next(e for e in rest if "namespace" in e.payload)
+    produce_in_order(kafka_bootstrap, topics.workflow, [*first, rest[0], again])
+    with writes_held(engine, "landing_positions", 1.5):
+        result = land_all(engine, kafka_bootstrap, topics.workflow, batch_size=len(first))
+    assert result.landed == 5
+    assert count(engine, "SELECT count(*) FROM workflow_namespaces") == 1
+    assert (
+        count(engine, f"SELECT count(*) FROM workflow_events WHERE namespace = '{flow.namespace}'")
+        == 4
+    )
+
+
+def test_no_batch_commits_after_one_that_failed(
+    engine: Engine, kafka_bootstrap: str, topics: Topics
+) -> None:
+    [flow] = flows(1)
+    events = synthetic.events(flow, environment="test")[:8]
+    produce_in_order(kafka_bootstrap, topics.workflow, events)
+    with engine.begin() as conn:
+        day = events[0].event_timestamp.date()
+        event_days.ensure_days(conn, {day}, event_days.existing_days(conn))
+    # Batch 1 (events 0-3) waits at its first write, registering the workflow's namespace,
+    # while batch 2 (events 4-7) is looked up and queued to commit after it.
+    holder = engine.connect()
+    holder.execute(text("LOCK TABLE workflow_namespaces IN EXCLUSIVE MODE"))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            land_all(engine, kafka_bootstrap, topics.workflow, batch_size=4)
+        except Exception as exc:
+            # Kept for the test thread to inspect: the failure is what this test expects.
+            failure.append(exc)
+
+    landing_thread = threading.Thread(target=run)
+    landing_thread.start()
+    _wait_for_a_commit_waiting_on(engine, "INSERT INTO workflow_namespaces")
+    # Event 2 lands behind batch 1's back, so batch 1's COPY fails on its key.
+    _insert_landed(engine, events[2])
+    holder.invalidate()
+    landing_thread.join(60)
+
+    assert failure and "duplicate key" in str(failure[0])
+    assert count(engine, "SELECT count(*) FROM landing_positions") == 0
+    assert count(engine, "SELECT count(*) FROM workflow_events") == 1
+
+    # Nothing the failed batches remembered outlives them: landed again, every event is there
+    # once, with the workflow's namespace.
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM workflow_events"))
+    assert land_all(engine, kafka_bootstrap, topics.workflow, batch_size=4).landed == 8
+    assert (
+        count(engine, f"SELECT count(*) FROM workflow_events WHERE namespace = '{flow.namespace}'")
+        == 8
+    )
+    assert count(engine, "SELECT count(*) FROM unattributed_events") == 0
+
+
+def _wait_for_a_commit_waiting_on(engine: Engine, statement: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = count(
+            engine,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            f" AND wait_event_type = 'Lock' AND query LIKE '%{statement}%'",
+        )
+        if waiting:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no landing session waited on {statement!r} within 30 s")
+
+
+def _insert_landed(engine: Engine, event: EventEnvelope) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO workflow_events (event_id, event_timestamp, event_type, state,"
+                ' topic, partition, "offset", envelope)'
+                " VALUES (:id, :ts, :type, 'processing', 'elsewhere', 0, 0, '{}')"
+            ),
+            {"id": event.event_id, "ts": event.event_timestamp, "type": str(event.event_type)},
+        )

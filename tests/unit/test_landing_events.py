@@ -110,15 +110,62 @@ def test_a_timestamp_postgresql_reads_as_written_is_kept_verbatim() -> None:
 @pytest.mark.parametrize(
     ("stamp", "written"),
     [
-        ("2026-12-01 10:15:00+02:00", "2026-12-01T10:15:00+02:00"),
+        ("2026-12-01 10:15:00+02:00", "2026-12-01T08:15:00+00:00"),
         ("2026-W48-2T10:15:00Z", "2026-11-24T10:15:00+00:00"),
         ("20261201T101500Z", "2026-12-01T10:15:00+00:00"),
     ],
 )
-def test_another_timestamp_form_is_rewritten_in_iso_format(stamp: str, written: str) -> None:
+def test_another_timestamp_form_is_rewritten_in_utc_iso_format(stamp: str, written: str) -> None:
     event = parse(original(event_timestamp=stamp))
     assert isinstance(event, LandedEvent)
     assert event.timestamp_text == written
+
+
+@pytest.mark.parametrize(
+    ("stamp", "written"),
+    [
+        # PostgreSQL refuses offsets beyond ±15:59.
+        ("2026-12-01T10:15:00+16:00", "2026-11-30T18:15:00+00:00"),
+        ("2026-12-01T10:15:00-20:00", "2026-12-02T06:15:00+00:00"),
+        # PostgreSQL rounds a seventh digit where Python truncates: into the next day here.
+        ("2026-11-30T23:59:59.9999999Z", "2026-11-30T23:59:59.999999+00:00"),
+    ],
+)
+def test_a_timestamp_postgresql_would_refuse_or_read_otherwise_is_rewritten(
+    stamp: str, written: str
+) -> None:
+    event = parse(original(event_timestamp=stamp))
+    assert isinstance(event, LandedEvent)
+    assert (event.timestamp_text, event.utc_hour) == (written, written[:13])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "3c9a7e52-1f0b-4d8e-a6c4-5b2e9d0f1a  ",
+        "3c9a7e52-1f0b-4d8e-a6c4-5b2e9d0f1a_3",
+        "+c9a7e52-1f0b-4d8e-a6c4-5b2e9d0f1a37",
+    ],
+)
+def test_an_id_with_spaces_or_signs_among_its_digits_is_not_a_uuid(value: str) -> None:
+    # Python's UUID() takes these (int() does), PostgreSQL does not.
+    for name in ("event_id", "correlation_id"):
+        refused = parse(original(**{name: value}))
+        assert isinstance(refused, Rejected) and refused.code == RejectCode.NOT_AN_ENVELOPE
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "3C9A7E52-1F0B-4D8E-A6C4-5B2E9D0F1A37",
+        "{3c9a7e52-1f0b-4d8e-a6c4-5b2e9d0f1a37}",
+        "urn:uuid:3c9a7e52-1f0b-4d8e-a6c4-5b2e9d0f1a37",
+        "3c9a7e521f0b4d8ea6c45b2e9d0f1a37",
+    ],
+)
+def test_another_form_of_a_uuid_lands_in_canonical_form(value: str) -> None:
+    event = parse(original(correlation_id=value))
+    assert isinstance(event, LandedEvent) and event.correlation_id == str(WORKFLOW_ID)
 
 
 @pytest.mark.parametrize(

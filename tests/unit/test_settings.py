@@ -50,6 +50,12 @@ def test_an_invalid_value_is_refused_with_its_name(name: str, value: str) -> Non
         load_settings({name: value})
 
 
+def test_a_pool_too_small_for_a_landing_is_refused_saying_why() -> None:
+    with pytest.raises(ConfigError, match="POSTGRES_POOL_MAX_SIZE='1' is below 2: a landing"):
+        load_settings({"POSTGRES_POOL_MAX_SIZE": "1"})
+    assert load_settings({"POSTGRES_POOL_MAX_SIZE": "2"}).postgres.pool_max_size == 2
+
+
 def test_the_reducer_partitions_start_reads_like_a_partition_key() -> None:
     start = load_settings({"REDUCER_PARTITIONS_START": "2026-11-05-07:00"}).reducer_partitions_start
     assert start.isoformat() == "2026-11-05T07:00:00+00:00"
