@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from bridge_dagster.cli.submit import produce_when_room
-from bridge_dagster.devstack.processes import spawn, stop
+from bridge_dagster.devstack.processes import spawn, stop, wait_for_stop_signal
 from bridge_dagster.devstack.stack import DevOptions, adopt_running_stack
 from bridge_dagster.events.demo import FlawedRequest, demo_requests, flawed_requests
 from bridge_dagster.events.requests import build_request
@@ -356,11 +356,8 @@ def _hold(stack: Stack) -> None:
         click.echo(f"\nThe stack keeps running: {stack.url}")
         return
     click.echo(f"\nThe UI stays up at {stack.url}; press Ctrl-C to stop the stack.")
-    try:
-        while stack.process.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    process = stack.process
+    wait_for_stop_signal(lambda: process.poll() is None)
 
 
 # --- the demo ------------------------------------------------------------------------------

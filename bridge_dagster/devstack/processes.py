@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,22 @@ def _prepare_child() -> None:
     # the SIGKILL deadline (Dagster even maps SIGTERM to its SIGINT disposition).
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def wait_for_stop_signal(still_up: Callable[[], bool]) -> bool:
+    """Wait for SIGINT or SIGTERM while `still_up()`; True if a signal ended the wait.
+
+    Handlers, not KeyboardInterrupt: a shell starts a background job (`… &`, nohup) with
+    SIGINT ignored, and Python then raises none; SIGTERM (kill, a container's stop) has to
+    stop the stack in order too, not end this process and leave its parts running.
+    """
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    while not stopping.wait(0.5):
+        if not still_up():
+            return False
+    return True
 
 
 def spawn(

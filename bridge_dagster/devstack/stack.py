@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,7 +20,14 @@ from bridge_dagster.db.migrate import upgrade
 from bridge_dagster.devstack.files import write_private
 from bridge_dagster.devstack.kafka import EmbeddedKafka, ensure_topics
 from bridge_dagster.devstack.postgres import EmbeddedPostgres
-from bridge_dagster.devstack.processes import StackError, require_free_port, spawn, stop, tail
+from bridge_dagster.devstack.processes import (
+    StackError,
+    require_free_port,
+    spawn,
+    stop,
+    tail,
+    wait_for_stop_signal,
+)
 from bridge_dagster.events.topics import dlq_topic
 from bridge_dagster.settings import Settings, load_settings
 
@@ -278,17 +284,13 @@ def _wait_for_ui(process: subprocess.Popen[bytes], port: int, log_path: Path) ->
 def _wait_for_stop(
     dagster: subprocess.Popen[bytes], options: DevOptions, say: Callable[[str], None]
 ) -> int:
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
     say("Ready. Press Ctrl-C to stop everything.")
-    while not stopping.wait(0.5):
-        if dagster.poll() is not None:
-            say(
-                f"Dagster exited unexpectedly (code {dagster.returncode}); stopping the rest."
-                f" Log: {options.data_dir / 'dagster.log'}"
-            )
-            return 1
+    if not wait_for_stop_signal(lambda: dagster.poll() is None):
+        say(
+            f"Dagster exited unexpectedly (code {dagster.returncode}); stopping the rest."
+            f" Log: {options.data_dir / 'dagster.log'}"
+        )
+        return 1
     say("Stopping…")
     return 0
 

@@ -77,8 +77,11 @@ class DemoRun:
         return self.finish(timeout_s=240)
 
 
-def launch_demo(*args: str, ports: Ports | None = None) -> DemoRun:
-    """`bridge-dagster demo` from a fresh project directory, on free ports, in its own session."""
+def launch_demo(*args: str, ports: Ports | None = None, as_background_job: bool = False) -> DemoRun:
+    """`bridge-dagster demo` from a fresh project directory, on free ports, in its own session.
+
+    `as_background_job` starts it with SIGINT ignored, as a shell starts `… &`.
+    """
     data_dir = _new_data_dir()
     ports = ports or Ports.free()
     output_path = data_dir.parent / "demo-output.txt"
@@ -91,8 +94,13 @@ def launch_demo(*args: str, ports: Ports | None = None) -> DemoRun:
             stdin=subprocess.DEVNULL,
             env=_clean_env(),
             start_new_session=True,
+            preexec_fn=_ignore_sigint if as_background_job else None,
         )
     return DemoRun(process, data_dir, ports, output_path)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def clean_up(run: DemoRun) -> None:
@@ -152,6 +160,20 @@ def test_a_small_demo_exits_0_with_its_summary_and_stops_its_stack(
     assert "Stack: stopped" in output
     assert _left_running(run) == []
     assert all(port_is_free(p) for p in (run.ports.ui, run.ports.postgres, run.ports.kafka))
+
+
+@pytest.mark.timeout(DEMO_DEADLINE_S + 300)
+def test_a_kept_demo_started_as_a_background_job_stops_its_stack_on_ctrl_c(
+    demo_runs: list[DemoRun],
+) -> None:
+    # With SIGINT ignored, Python raises no KeyboardInterrupt: the demo held the stack up
+    # until it was killed, and its stack outlived it.
+    run = launch_demo("--requests", "10", "--keep-running", as_background_job=True)
+    demo_runs.append(run)
+    run.wait_for("The UI stays up")
+    assert run.ctrl_c() == 0, run.output()
+    assert "Stack: stopped" in run.output()
+    assert _left_running(run) == []
 
 
 @pytest.mark.timeout(DEMO_DEADLINE_S + 120)
