@@ -7,6 +7,7 @@ each test that asks for `topics` gets topic names no other test uses.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,25 @@ TEMPLATE_DB = "bridge_template"
 # The machines are shared and noisy: a slow first example is not a failure of the property.
 settings.register_profile("bridge", deadline=None)
 settings.load_profile("bridge")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    restore_interrupt_signals()
+
+
+def restore_interrupt_signals() -> None:
+    """Give the test process Python's own SIGINT handling when it started with SIGINT ignored.
+
+    A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and children
+    inherit ignored signals. A demo started by a test then ignored its Ctrl-C, and worse:
+    Dagster's interrupt capture restores SIGINT's disposition onto SIGTERM as well, so every
+    child spawned after the first in-process run ignored SIGTERM, and each run's clean-up
+    waited 2 x 30 s for the log `tail` it could not terminate.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
