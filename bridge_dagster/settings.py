@@ -514,10 +514,7 @@ def _at_least(value: str, minimum: int) -> int:
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
+    return _at_least(value, 1)
 
 
 def _one_of(value: str, choices: tuple[str, ...]) -> str:

@@ -509,20 +509,16 @@ def _attribute(
         workflows.add(w)
         if e.namespace is not None and w not in named and w not in remembered:
             named[w] = (e.namespace, e.event_timestamp)
-    new = _unregistered(conn, named, before)
-    memory.remember((w, named[w][0]) for w in new)
     namespaces = {w: ns for w, (ns, _) in named.items()}
-    unnamed = workflows - namespaces.keys()
-    namespaces.update((w, remembered[w]) for w in unnamed & remembered.keys())
-    unnamed -= remembered.keys()
-    if unnamed:
-        looked_up = {w: before[w][0] for w in unnamed & before.keys()}
-        if unnamed - looked_up.keys():
-            found = conn.execute(
-                query("landing_known_namespaces"),
-                {"workflow_ids": _ids(unnamed - looked_up.keys())},
-            )
-            looked_up.update((str(w), ns) for w, ns in found.all())
+    namespaces.update((w, remembered[w]) for w in workflows - named.keys() if w in remembered)
+    unknown = workflows - namespaces.keys()
+    # One look-up for both: which named workflows are registered, and what the rest are.
+    known = _known_namespaces(conn, [w for w in (*named, *unknown) if w not in before])
+    new = [w for w in named if w not in before and w not in known]
+    memory.remember((w, named[w][0]) for w in new)
+    if unknown:
+        looked_up = {w: before[w][0] for w in unknown & before.keys()}
+        looked_up.update((w, known[w]) for w in unknown & known.keys())
         namespaces.update(looked_up)
         memory.remember(looked_up.items())
     prepared.namespaces = namespaces
@@ -548,19 +544,12 @@ def _waiting(conn: Connection, workflows: list[str], previous: _Prepared | None)
     return [w for w in workflows if w in waiting]
 
 
-def _unregistered(
-    conn: Connection,
-    named: dict[str, tuple[str, datetime]],
-    before: dict[str, tuple[str, datetime]],
-) -> list[str]:
-    """The workflows of `named` that workflow_namespaces does not hold, nor will once the
-    previous batch (which registers `before`) has committed."""
-    asked = [w for w in named if w not in before]
-    if not asked:
-        return []
-    found = conn.execute(query("landing_known_namespaces"), {"workflow_ids": _ids(asked)})
-    known = {str(w) for w, _ in found.all()}
-    return [w for w in asked if w not in known]
+def _known_namespaces(conn: Connection, workflows: list[str]) -> dict[str, str]:
+    """The namespaces workflow_namespaces holds for `workflows`."""
+    if not workflows:
+        return {}
+    found = conn.execute(query("landing_known_namespaces"), {"workflow_ids": _ids(workflows)})
+    return {str(w): ns for w, ns in found.all()}
 
 
 def _record_namespaces(conn: Connection, prepared: _Prepared) -> set[datetime]:

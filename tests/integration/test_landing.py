@@ -447,6 +447,8 @@ def namespace_split(
 ) -> tuple[synthetic.Workflow, list[EventEnvelope], list[EventEnvelope]]:
     """A first batch that registers a workflow's namespace and then forgets it, and the
     workflow's remaining events; the second batch cannot find the namespace in memory.
+    The broker and PostgreSQL are the real ones; only the size of landing's memory is set to
+    nothing, since a real memory of 200,000 workflows would need that many to forget one.
 
     Batch 1 is another workflow's unnamed first event, then the workflow's first two events
     (the second names its namespace). With a memory of no workflows, the look-up of the other
