@@ -93,6 +93,7 @@ LANDING_STAGES = {
     "_prepare": "lookup",
     "_new_rows": "dedupe",
     "_attribute": "attribute",
+    "_copy_data": "copy_build",
     "_commit_batch": "commit",
     "_record_namespaces": "namespaces",
     "_copy": "copy",
@@ -410,8 +411,9 @@ class _StageClock:
 
     land() reads and parses a batch on the calling thread while its look-up thread reads what
     the previous one needs from the database and its commit thread writes the one before, so
-    read_parse, lookup and commit overlap; dedupe and attribute are parts of lookup, namespaces
-    and copy parts of commit (COMMIT itself is outside it). Wrapping keeps landing.py as it is.
+    read_parse, lookup and commit overlap; dedupe, attribute and copy_build (the COPY's bytes)
+    are parts of lookup, namespaces and copy parts of commit (COMMIT itself is outside it).
+    Wrapping keeps landing.py as it is.
     """
 
     def __init__(self) -> None:

@@ -9,12 +9,12 @@ last commit left off. Rows are also idempotent on event_id, so re-sent events la
 
 Three threads share the work: the caller's thread reads and parses batch N+2, a look-up
 thread on a second connection finds what of batch N+1 is already landed and which namespaces
-its workflows have, and the commit thread writes batch N. The look-ups only read, and they see
-every batch up to N-1 committed; batch N, not committed yet, is taken from memory, so they
-decide exactly what they would once batch N had committed. A batch commits only after the one
-before it did, so a failed batch stops the landing before any later one commits. About
-three batches (AGGREGATION_BATCH_SIZE messages each) are held at once: the one read, the one
-looked up and the one committing.
+its workflows have and makes its COPY data, and the commit thread writes batch N. The look-ups
+only read, and they see every batch up to N-1 committed; batch N, not committed yet, is taken
+from memory, so they decide exactly what they would once batch N had committed. A batch
+commits only after the one before it did, so a failed batch stops the landing before any
+later one commits. About three batches (AGGREGATION_BATCH_SIZE messages each) are held at
+once: the one read, the one looked up and the one committing.
 
 Dead letters are an outbox: written with their batch, produced after the commit, marked sent
 once the broker has them; what a crash left unsent is sent by the next landing. A dead letter
@@ -161,6 +161,9 @@ class _Prepared:
     orphans: list[LandedEvent] = field(default_factory=list)
     # The registered workflows with such events from earlier batches, to be attributed now.
     waiting: list[str] = field(default_factory=list)
+    # The rows in COPY's text format, made here so the commit thread, which sets the pace,
+    # only sends them.
+    copy_data: bytes = b""
 
 
 def land(
@@ -422,6 +425,7 @@ def _prepare(
         prepared.rows = rows
         prepared.hours = hours
         _attribute(conn, prepared, memory, previous)
+        prepared.copy_data = _copy_data(rows.values(), prepared.namespaces)
     return prepared
 
 
@@ -433,13 +437,13 @@ def _commit_batch(
     result: LandingResult,
 ) -> None:
     batch = prepared.batch
-    rows = list(prepared.rows.values())
+    landed = len(prepared.rows)
     touched: Counter[datetime] = Counter()
-    if rows:
+    if landed:
         event_days.ensure_days(conn, {date.fromisoformat(h[:10]) for h in prepared.hours}, days)
         touched.update({_hour(h): n for h, n in prepared.hours.items()})
         touched.update(dict.fromkeys(_record_namespaces(conn, prepared), 0))
-        _copy(conn, rows, prepared.namespaces)
+        _copy(conn, prepared.copy_data)
     if touched:
         ordered = sorted(touched)
         conn.execute(
@@ -458,8 +462,8 @@ def _commit_batch(
         },
     )
     result.read += batch.read
-    result.landed += len(rows)
-    result.duplicates += batch.in_batch_duplicates + len(batch.rows) - len(rows)
+    result.landed += landed
+    result.duplicates += batch.in_batch_duplicates + len(batch.rows) - landed
     result.dead_lettered += len(batch.letters)
     result.rejected.update(str(letter["code"]) for letter in batch.letters)
     result.hours.update(touched)
@@ -629,12 +633,15 @@ def _escaped(value: str | None) -> str:
     return value
 
 
-def _copy(conn: Connection, rows: list[_Row], namespaces: dict[str, str]) -> None:
+def _copy_data(rows: Iterable[_Row], namespaces: dict[str, str]) -> bytes:
     # One join over the three parts of every line copies each byte once.
     parts: list[str] = []
     for r in rows:
         parts += (r.head, r.event.namespace or namespaces.get(r.event.correlation_id, NULL), r.tail)
-    data = "".join(parts).encode()
+    return "".join(parts).encode()
+
+
+def _copy(conn: Connection, data: bytes) -> None:
     cursor = conn.connection.dbapi_connection.cursor()
     copy = f"COPY workflow_events ({COPY_COLUMNS}) FROM STDIN"
     # The batch in one write, as bytes: fed text, psycopg2 encodes and sends it a megabyte at
