@@ -112,7 +112,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             environment=settings.environment,
             signing_key=_optional_secret(settings.event_signing_key, "EVENT_SIGNING_KEY"),
             batch_size=settings.aggregation_batch_size,
-            max_events_per_run=settings.max_aggregation_queue_size,
+            max_events_per_pass=settings.max_aggregation_queue_size,
             partitions_start=settings.reducer_partitions_start.isoformat(),
             retention_days=settings.workflow_events_retention_days,
             reducer_concurrency=settings.reducer_concurrency,

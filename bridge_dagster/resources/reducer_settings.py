@@ -24,8 +24,9 @@ class ReducerSettings(dg.ConfigurableResource):
     batch_size: int = Field(
         default=10_000, description="AGGREGATION_BATCH_SIZE: events per landing transaction"
     )
-    max_events_per_run: int = Field(
-        default=200_000, description="MAX_AGGREGATION_QUEUE_SIZE: most events one landing run takes"
+    max_events_per_pass: int = Field(
+        default=200_000,
+        description="MAX_AGGREGATION_QUEUE_SIZE: most events one landing pass takes",
     )
     partitions_start: str = Field(
         default="2026-10-01T00:00:00+00:00",
