@@ -31,10 +31,6 @@ settings.load_profile("bridge")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    restore_interrupt_signals()
-
-
-def restore_interrupt_signals() -> None:
     """Give the test process Python's own SIGINT handling when it started with SIGINT ignored.
 
     A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and children

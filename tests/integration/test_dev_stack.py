@@ -619,7 +619,9 @@ def test_a_pidfile_naming_another_users_process_counts_as_a_running_server(
     (server.pgdata / "postmaster.pid").write_text("4242\n")
 
     # A stand-in, not the real os.kill: these tests run as root, and root may signal any
-    # process, so another user's PostgreSQL (EPERM) cannot be staged here for real.
+    # process, so os.kill never raises EPERM in this process. A real one would need this code
+    # run as another user, from a checkout and interpreter that user can read, which a clone
+    # anywhere under root's home is not. The data directory, its pidfile and start() are real.
     def not_permitted(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
