@@ -96,13 +96,17 @@ def test_a_queued_run_cancelled_through_the_api_has_its_range_completed_once(
     # Three runs; the run queue starts two (ORCHESTRATOR_CONCURRENCY) and holds the third.
     scenario.send(small_load(MAX_REQUESTS_PER_RUN * 5 // 2))
 
+    held: list[dg.DagsterRun] = []
+
     def one_queued_behind_two() -> bool:
         runs = stack.stamp_runs(after=sent_at)
-        queued = [r for r in runs if r.status == dg.DagsterRunStatus.QUEUED]
-        return len(runs) >= 3 and len(queued) == 1
+        held[:] = [r for r in runs if r.status == dg.DagsterRunStatus.QUEUED]
+        return len(runs) >= 3 and len(held) == 1
 
+    # The queued run is the one this check saw: asking the instance again could find it
+    # dequeued already, as a slot frees whenever one of the first two runs ends.
     stack.wait_for(one_queued_behind_two, 90, "a run held in the queue")
-    queued = stack.stamp_runs(after=sent_at, statuses=[dg.DagsterRunStatus.QUEUED])[0]
+    queued = held[0]
     cancelled = stack.instance.run_coordinator.cancel_run(queued.run_id)
     cancelled_at = time.time()
     scenario.details["cancelled_run"] = queued.run_id
