@@ -53,8 +53,13 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedKafka]:
 
 
 @pytest.fixture
-def instance(pg_address: PostgresAddress) -> Iterator[dg.DagsterInstance]:
+def instance(
+    pg_address: PostgresAddress, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
     """Dagster's storage in the test's database, where the exporter finds it."""
+    # With DAGSTER_HOME set, InstanceSource opens that instance instead, as the exporter
+    # does in a deployment; a developer's own DAGSTER_HOME must not take this test's runs.
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     source = InstanceSource(pg_address.url())
     yield source.get()
     source.close()
