@@ -25,7 +25,6 @@ from bridge_dagster.sensors.reducer_refresh import contiguous, hours_of_run, run
 from tests.conftest import Topics
 from tests.integration.reducer_harness import (
     BASE_HOUR,
-    NOW,
     land_all,
     materialize_range,
     produce_events,
@@ -304,19 +303,22 @@ def test_day_upkeep_creates_days_ahead_and_drops_only_aggregated_days_past_reten
     kafka_bootstrap: str,
     topics: Topics,
 ) -> None:
+    # The upkeep reads the clock when it runs, not when this module was imported: the test
+    # takes its own, and stamps its events at noon so their half hour stays within one day.
+    before = datetime.now(UTC)
+    noon = before.replace(hour=12, minute=0, second=0, microsecond=0)
     defs = reducer_definitions(
         pg_address,
         kafka_bootstrap,
         topics.workflow,
         f"{topics.workflow}.dlq",
-        partitions_start=NOW.replace(minute=0, second=0, microsecond=0) - timedelta(days=60),
+        partitions_start=noon - timedelta(days=60),
     )
-    old, older = NOW - timedelta(days=31), NOW - timedelta(days=35)
+    old, older = noon - timedelta(days=31), noon - timedelta(days=35)
     send(kafka_bootstrap, topics, 2, start=old)
     send(kafka_bootstrap, topics, 2, start=older)
     land_all(engine, kafka_bootstrap, topics.workflow, retention_days=40)
-    hour = old.replace(minute=0, second=0, microsecond=0)
-    materialize_range(defs, instance, hour, hour + timedelta(hours=1))
+    materialize_range(defs, instance, old, old + timedelta(hours=1))
 
     upkeep = dg.Definitions.merge(defs, dg.Definitions(jobs=[maintain_workflow_event_days]))
     assert (
@@ -324,6 +326,7 @@ def test_day_upkeep_creates_days_ahead_and_drops_only_aggregated_days_past_reten
         .execute_in_process(instance=instance)
         .success
     )
+    after = datetime.now(UTC)
 
     with engine.connect() as conn:
         days = set(
@@ -336,7 +339,10 @@ def test_day_upkeep_creates_days_ahead_and_drops_only_aggregated_days_past_reten
         )
     assert f"workflow_events_p{old:%Y%m%d}" not in days, "aggregated and past retention: dropped"
     assert f"workflow_events_p{older:%Y%m%d}" in days, "past retention but never aggregated: kept"
-    for ahead in range(4):
-        assert f"workflow_events_p{NOW + timedelta(days=ahead):%Y%m%d}" in days
+    # The job's today is the date before or after it ran (they differ only across midnight).
+    assert any(
+        {f"workflow_events_p{day + timedelta(days=n):%Y%m%d}" for n in range(4)} <= days
+        for day in {before.date(), after.date()}
+    ), f"today and the next three days are made ahead: {sorted(days)}"
     assert count(engine, "SELECT count(*) FROM reducer_namespace_hourly") > 0, "aggregates stay"
     assert count(engine, "SELECT count(*) FROM workflow_namespaces") == 0, "older than retention"
