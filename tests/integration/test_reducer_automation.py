@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, text
 from bridge_dagster.devstack.kafka import ensure_topics
 from bridge_dagster.devstack.postgres import PostgresAddress
 from bridge_dagster.events import synthetic
+from bridge_dagster.reducer.event_days import partition_name
 from bridge_dagster.reducer.jobs import (
     SENSOR_LANDING_RUN_S,
     build_reducer_job,
@@ -337,11 +338,11 @@ def test_day_upkeep_creates_days_ahead_and_drops_only_aggregated_days_past_reten
                 )
             ).scalars()
         )
-    assert f"workflow_events_p{old:%Y%m%d}" not in days, "aggregated and past retention: dropped"
-    assert f"workflow_events_p{older:%Y%m%d}" in days, "past retention but never aggregated: kept"
+    assert partition_name(old.date()) not in days, "aggregated and past retention: dropped"
+    assert partition_name(older.date()) in days, "past retention but never aggregated: kept"
     # The job's today is the date before or after it ran (they differ only across midnight).
     assert any(
-        {f"workflow_events_p{day + timedelta(days=n):%Y%m%d}" for n in range(4)} <= days
+        {partition_name(day + timedelta(days=n)) for n in range(4)} <= days
         for day in {before.date(), after.date()}
     ), f"today and the next three days are made ahead: {sorted(days)}"
     assert count(engine, "SELECT count(*) FROM reducer_namespace_hourly") > 0, "aggregates stay"
